@@ -45,6 +45,8 @@ typedef enum fm_qtype {
     FM_Q_TQ1_0 = 34,
     FM_Q_TQ2_0 = 35,
     FM_Q_MXFP4 = 39,
+    FM_Q_NVFP4 = 40, /* added: GGML NVFP4 (gguf-py 0.19 knows it) */
+    FM_Q_Q1_0 = 41,  /* added: GGML Q1_0 (sizes only in gguf-py 0.19) */
     /* fm's own, >= 256 */
     FM_Q_F8_E4M3 = 256, /* safetensors F8_E4M3 (OCP e4m3fn: no inf, 0x7f/0xff NaN) */
     FM_Q_F8_E5M2 = 257, /* safetensors F8_E5M2 (IEEE-like, with inf) */
@@ -78,7 +80,11 @@ fm_err fm_qtype_nbytes(uint32_t t, uint64_t n, uint64_t *bytes, fm_error *e);
 fm_dequant_fn fm_qtype_dequant_fn(uint32_t t);
 bool fm_cpu_has_avx2(void);
 
-/* Checks sizes, then dequantizes n values of src (src_bytes long) to dst. */
+/* Checks sizes, then dequantizes n values of src (src_bytes long) to dst.
+ * FM_E_UNSUPPORTED: unknown type or no dequantizer; FM_E_FORMAT: n not a whole
+ * number of blocks; FM_E_RANGE: src_bytes smaller than the n values need (extra
+ * bytes are ignored) or a size overflows; FM_E_ARG: NULL src/dst with n > 0.
+ * src and dst must not overlap. */
 fm_err fm_dequantize(uint32_t t, const void *src, size_t src_bytes, float *dst, uint64_t n,
                      fm_error *e);
 
