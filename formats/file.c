@@ -16,7 +16,7 @@ fm_err fm_file_open(fm_file *f, const char *path, int flags, fm_error *e)
     f->fd = -1;
     f->size = 0;
     f->path = NULL;
-    int oflags = O_RDONLY | O_CLOEXEC;
+    int oflags = O_RDONLY | O_CLOEXEC | O_NONBLOCK; /* never block on a FIFO; no effect on regular files */
     if (flags & FM_FILE_DIRECT) oflags |= O_DIRECT;
     int fd = open(path, oflags);
     if (fd < 0) return fm_error_set(e, FM_E_IO, "%s: cannot open: %s", path, strerror(errno));

@@ -12,7 +12,9 @@
 #include "formats/file.h"
 
 #define FM_ST_MAX_DIMS 8
-#define FM_ST_MAX_HEADER (100u * 1024 * 1024) /* 100 MB, as the reference */
+#define FM_ST_MAX_HEADER 100000000u /* bytes, as the reference crate (MAX_HEADER_SIZE) */
+#define FM_ST_MAX_TENSORS (1u << 20) /* tensors in one fm_st (all shards) */
+#define FM_ST_MAX_FILES 1024u        /* shard files of one index */
 
 typedef enum fm_st_dtype {
     FM_ST_BOOL, FM_ST_U8, FM_ST_I8, FM_ST_U16, FM_ST_I16, FM_ST_F16, FM_ST_BF16,
