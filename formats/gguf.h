@@ -12,6 +12,10 @@
 #include "formats/file.h"
 
 #define FM_GGUF_MAX_DIMS 4
+#define FM_GGUF_DEFAULT_ALIGNMENT 32
+#define FM_GGUF_MAX_NAME_LEN 65535      /* keys and tensor names (G7, G15) */
+#define FM_GGUF_MAX_ARRAY_DEPTH 8       /* an array value is depth 1 (G11) */
+#define FM_GGUF_META_CAP (1ull << 30)   /* default metadata memory cap (G13) */
 
 typedef enum fm_gguf_vtype {
     FM_GGUF_UINT8 = 0,
@@ -45,8 +49,9 @@ struct fm_gguf_value {
         struct {
             uint32_t type; /* element type */
             uint64_t n;
-            /* scalars: n values widened as above in `vals`; strings in `strs`;
-             * nested arrays in `arrs`. Exactly one is non-NULL (or all NULL when n==0). */
+            /* n elements, each a full fm_gguf_value whose .type is the element
+             * type: scalars widened as above, strings in .v.str, nested arrays
+             * in .v.arr. NULL when n == 0. */
             fm_gguf_value *vals;
         } arr;
     } v;
@@ -77,9 +82,20 @@ typedef struct fm_gguf {
     fm_gguf_tensor *tensors;
     uint64_t alignment;   /* general.alignment or 32 */
     uint64_t data_offset; /* start of the tensor data area */
+    uint64_t header_end;  /* end of the tensor infos (before alignment padding) */
+    uint64_t meta_bytes;  /* metadata memory accounted against the cap (G13) */
+    struct fm_gguf_priv *priv; /* internal: arena, sorted indexes */
 } fm_gguf;
 
+typedef struct fm_gguf_opts {
+    /* Cap on metadata memory (G13); 0 means min(FM_GGUF_META_CAP,
+     * 64 * file size + 1 MiB). */
+    uint64_t meta_cap;
+} fm_gguf_opts;
+
 fm_err fm_gguf_open(fm_gguf **out, const char *path, fm_error *e);
+/* fm_gguf_open with options; opts may be NULL. */
+fm_err fm_gguf_open_opts(fm_gguf **out, const char *path, const fm_gguf_opts *opts, fm_error *e);
 void fm_gguf_close(fm_gguf *g);
 
 const fm_gguf_kv *fm_gguf_find_kv(const fm_gguf *g, const char *key);
