@@ -1,0 +1,14 @@
+#!/bin/sh
+# make demo: convert the Gemma 3 270M GGUF to an fm bundle, verify it, and
+# generate text from a prompt. Usage: demo.sh MODEL.gguf
+set -e
+BUILD=${BUILD:-build}
+MODEL=$1
+OUT=${MODEL%.gguf}.fmb
+PROMPT=${FM_DEMO_PROMPT:-"Write a short poem about the sea."}
+echo "== fm-convert $MODEL -> $OUT"
+"$BUILD"/fm-convert "$MODEL" -o "$OUT" --force
+echo "== fm-verify $OUT"
+"$BUILD"/fm-verify "$OUT"
+echo "== fm-run $OUT --chat -p \"$PROMPT\" -n 96"
+"$BUILD"/fm-run "$OUT" --chat -p "$PROMPT" -n 96 --stats /dev/stderr
