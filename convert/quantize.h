@@ -26,6 +26,17 @@ typedef struct fm_quant_stats {
 fm_err fm_quant_affine(uint32_t qtype, const float *x, size_t rows, size_t cols, const float *imp,
                        fm_quant_method method, void *dst, fm_quant_stats *st, fm_error *e);
 
+/* GGML Q8_0 exactly as ggml's quantize_row_q8_0_ref (and gguf-py's
+ * quantize): per block of 32, d = amax / 127 rounded to f16, codes
+ * roundf(x * (1/d)) with 1/d computed from the unrounded d. n must be a
+ * multiple of 32. Non-finite input: FM_E_RANGE. st: error statistics. */
+fm_err fm_quant_q8_0(const float *x, size_t n, void *dst, fm_quant_stats *st, fm_error *e);
+
+/* Float conversions with statistics: to F16 (FM_E_RANGE when a finite value
+ * overflows binary16) or BF16 (round to nearest even), n values. */
+fm_err fm_quant_f16(const float *x, size_t n, void *dst, fm_quant_stats *st, fm_error *e);
+fm_err fm_quant_bf16(const float *x, size_t n, void *dst, fm_quant_stats *st, fm_error *e);
+
 void fm_quant_stats_add(fm_quant_stats *acc, const fm_quant_stats *s);
 double fm_quant_stats_rmse(const fm_quant_stats *s);
 double fm_quant_stats_rel(const fm_quant_stats *s); /* rmse / rms(source) */

@@ -4,6 +4,16 @@
  *   fm-inspect [--json] [--full-arrays] PATH
  *   fm-inspect PATH --tensor NAME --f32 OUT [--force]   (OUT "-": stdout)
  *   fm-inspect PATH --all-f32-sha256
+ *   fm-inspect BUNDLE.fmb --expert LAYER EXPERT PART --f32 OUT [--force]
+ *
+ * PATH may also be an fm bundle (.fmb): its dense tensors and, for each
+ * expert layer and part, the fused tensor GGUF would hold
+ * ("blk.L.ffn_gate_exps.weight", reassembled from the expert blobs in expert
+ * order; formats/bundle_view.h) are listed, extracted and hashed like GGUF
+ * tensors, so a bundle's --all-f32-sha256 compares with its source's.
+ * --json on a bundle prints the manifest. --arch prints the canonical
+ * hyperparameters (formats/arch.h; a bundle's "arch", or what
+ * fm_arch_hparams_from_gguf reads from a GGUF) as compact JSON, keys sorted.
  *
  * Shapes are printed row-major (slowest dimension first): a GGUF tensor with
  * ne = [ne0, ne1, ne2] is shown as [ne2, ne1, ne0]. The float32 output is
@@ -22,6 +32,9 @@
 
 #include <jansson.h>
 
+#include "formats/arch.h"
+#include "formats/bundle.h"
+#include "formats/bundle_view.h"
 #include "formats/err.h"
 #include "formats/f32_stream.h"
 #include "formats/file.h"
@@ -38,6 +51,9 @@ typedef struct src {
     const char *path;
     fm_gguf *g;
     fm_st *st;
+    fm_bundle *b;        /* an fm bundle: views below */
+    fm_bundle_view *bv;
+    size_t nbv;
 } src;
 
 static const char *prog = "fm-inspect";
@@ -48,8 +64,10 @@ static void usage(FILE *f)
             "usage: fm-inspect [--json] [--full-arrays] FILE_OR_DIR\n"
             "       fm-inspect FILE_OR_DIR --tensor NAME --f32 OUT [--force]\n"
             "       fm-inspect FILE_OR_DIR --all-f32-sha256\n"
-            "FILE_OR_DIR: a GGUF file, a .safetensors file, or a directory of safetensors\n"
-            "shards. Shapes are row-major (slowest dimension first). --f32 writes the\n"
+            "       fm-inspect BUNDLE.fmb --expert LAYER EXPERT PART --f32 OUT [--force]\n"
+            "       fm-inspect BUNDLE_OR_GGUF --arch\n"
+            "FILE_OR_DIR: a GGUF file, a .safetensors file, a directory of safetensors\n"
+            "shards, or an fm bundle (expert parts appear as fused blk.L.ffn_*_exps tensors). Shapes are row-major (slowest dimension first). --f32 writes the\n"
             "tensor as little-endian float32 in storage order (OUT '-' is stdout);\n"
             "--all-f32-sha256 prints name, type and SHA-256 of that output per tensor.\n"
             "Exit: 0 ok, 2 unreadable/invalid input, 1 other failure.\n");
@@ -97,11 +115,18 @@ static int open_src(src *s, const char *path)
     }
     fm_file f = FM_FILE_INIT;
     if (fm_file_open(&f, path, 0, &e) != FM_OK) return fail(EXIT_INPUT, "%s", e.msg);
-    uint8_t head[9] = {0};
+    uint8_t head[9] = {0}, sbm[8] = {0};
     size_t n = f.size < sizeof head ? (size_t)f.size : sizeof head;
     fm_err rc = fm_file_pread(&f, head, n, 0, &e);
+    bool is_bundle = rc == FM_OK && f.size >= 520 && fm_file_pread(&f, sbm, 8, 512, NULL) == FM_OK &&
+                     memcmp(sbm, FM_BUNDLE_MAGIC, 8) == 0;
     fm_file_close(&f);
     if (rc != FM_OK) return fail(EXIT_INPUT, "%s", e.msg);
+    if (is_bundle) {
+        if (fm_bundle_open(&s->b, path, 0, &e) != FM_OK) return fail(EXIT_INPUT, "%s", e.msg);
+        if (fm_bundle_views(s->b, &s->bv, &s->nbv, &e) != FM_OK) return fail(EXIT_FAIL, "%s", e.msg);
+        return 0;
+    }
     if (n >= 4 && memcmp(head, "GGUF", 4) == 0) {
         if (fm_gguf_open(&s->g, path, &e) != FM_OK) return fail(EXIT_INPUT, "%s", e.msg);
         return 0;
@@ -122,8 +147,12 @@ static void close_src(src *s)
 {
     if (s->g) fm_gguf_close(s->g);
     if (s->st) fm_st_close(s->st);
+    if (s->b) fm_bundle_close(s->b);
+    free(s->bv);
     s->g = NULL;
     s->st = NULL;
+    s->b = NULL;
+    s->bv = NULL;
 }
 
 static const char *qtype_name(uint32_t t, char buf[32])
@@ -493,8 +522,34 @@ static json_t *json_st(const fm_st *st, const char *path)
     return r;
 }
 
+static int list_bundle_text(const src *s)
+{
+    fm_bundle_info info;
+    fm_bundle_get_info(s->b, &info);
+    uint32_t ma, mi;
+    fm_bundle_version(s->b, &ma, &mi);
+    printf("%s: fm bundle %u.%u, arch %s, alignment %u, %" PRIu64 " tensors, %u expert layers (%" PRIu64
+           " blobs), %" PRIu64 " weight bytes%s\n",
+           s->path, ma, mi, fm_bundle_arch_name(s->b), fm_bundle_alignment(s->b), fm_bundle_n_tensors(s->b),
+           fm_bundle_n_expert_layers(s->b), info.n_blobs, info.weight_bytes,
+           info.has_tokenizer ? ", tokenizer" : "");
+    for (size_t i = 0; i < s->nbv; i++) {
+        const fm_bundle_view *v = &s->bv[i];
+        char tb[32], sh[96];
+        shape_text(v->ne, v->n_dims, true, sh, sizeof sh);
+        printf("  %-40s %-8s %s%s\n", v->name, qtype_name(v->qtype, tb), sh, v->xl ? " (expert blobs)" : "");
+    }
+    return 0;
+}
+
 static int list_json(const src *s, bool full)
 {
+    if (s->b) {
+        int r = json_dumpf(fm_bundle_manifest(s->b), stdout, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+        if (r != 0 || fputc('\n', stdout) == EOF || fflush(stdout) != 0)
+            return fail(EXIT_FAIL, "writing JSON to stdout failed");
+        return 0;
+    }
     json_t *j = s->g ? json_gguf(s->g, s->path, full) : json_st(s->st, s->path);
     int rc = json_dumpf(j, stdout, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
     json_decref(j);
@@ -507,22 +562,26 @@ static int list_json(const src *s, bool full)
 
 static fm_err stream_tensor(const src *s, uint64_t i, fm_f32_sink sink, void *ctx, fm_error *e)
 {
+    if (s->b) return fm_bundle_view_f32(s->b, &s->bv[i], -1, sink, ctx, e);
     if (s->g) return fm_f32_stream_gguf(s->g, &s->g->tensors[i], 0, sink, ctx, e);
     return fm_f32_stream_st(s->st, &s->st->tensors[i], 0, sink, ctx, e);
 }
 
 static uint64_t n_tensors(const src *s)
 {
+    if (s->b) return s->nbv;
     return s->g ? s->g->n_tensors : s->st->n_tensors;
 }
 
 static const char *tensor_name(const src *s, uint64_t i)
 {
+    if (s->b) return s->bv[i].name;
     return s->g ? s->g->tensors[i].name.s : s->st->tensors[i].name;
 }
 
 static const char *tensor_type(const src *s, uint64_t i, char buf[32])
 {
+    if (s->b) return qtype_name(s->bv[i].qtype, buf);
     return s->g ? qtype_name(s->g->tensors[i].type, buf) : fm_st_dtype_name(s->st->tensors[i].dtype);
 }
 
@@ -572,7 +631,8 @@ static int find_tensor(const src *s, const char *name, uint64_t *idx)
     return -1;
 }
 
-static int extract_f32(const src *s, const char *name, const char *out, bool force)
+/* expert: -1, or the expert whose part (the fused view `name`) is extracted */
+static int extract_f32(const src *s, const char *name, int64_t expert, const char *out, bool force)
 {
     uint64_t i;
     fm_error e = {0};
@@ -584,7 +644,8 @@ static int extract_f32(const src *s, const char *name, const char *out, bool for
         if (fm_outfile_open(&of, out, force, &e) != FM_OK) return fail(EXIT_FAIL, "%s", e.msg);
         c.of = &of;
     }
-    fm_err rc = stream_tensor(s, i, sink_out, &c, &e);
+    fm_err rc = expert >= 0 ? fm_bundle_view_f32(s->b, &s->bv[i], expert, sink_out, &c, &e)
+                            : stream_tensor(s, i, sink_out, &c, &e);
     if (rc != FM_OK) {
         if (c.of) fm_outfile_abort(c.of);
         return fail(rc == FM_E_UNSUPPORTED ? EXIT_FAIL : input_code(rc), "%s", e.msg);
@@ -629,6 +690,8 @@ int main(int argc, char **argv)
 {
     const char *path = NULL, *tensor = NULL, *out = NULL;
     bool json = false, full = false, force = false, sha = false, opts = true;
+    const char *x_layer = NULL, *x_expert = NULL, *x_part = NULL;
+    bool arch = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!opts || a[0] != '-' || strcmp(a, "-") == 0) {
@@ -639,6 +702,13 @@ int main(int argc, char **argv)
         else if (strcmp(a, "--full-arrays") == 0) full = true;
         else if (strcmp(a, "--force") == 0) force = true;
         else if (strcmp(a, "--all-f32-sha256") == 0) sha = true;
+        else if (strcmp(a, "--arch") == 0) arch = true;
+        else if (strcmp(a, "--expert") == 0) {
+            if (i + 3 >= argc) return fail(EXIT_INPUT, "--expert needs LAYER EXPERT PART (see --help)");
+            x_layer = argv[++i];
+            x_expert = argv[++i];
+            x_part = argv[++i];
+        }
         else if (strcmp(a, "--tensor") == 0 || strcmp(a, "--f32") == 0) {
             if (i + 1 >= argc) return fail(EXIT_INPUT, "%s needs an argument (see --help)", a);
             if (a[2] == 't') tensor = argv[++i];
@@ -651,19 +721,45 @@ int main(int argc, char **argv)
         }
     }
     if (!path) return fail(EXIT_INPUT, "no input given (see fm-inspect --help)");
-    if ((tensor != NULL) != (out != NULL))
-        return fail(EXIT_INPUT, "--tensor and --f32 go together");
+    if (x_layer && tensor) return fail(EXIT_INPUT, "--expert and --tensor exclude each other");
+    if ((tensor != NULL || x_layer != NULL) != (out != NULL))
+        return fail(EXIT_INPUT, "--tensor (or --expert) and --f32 go together");
+    if (x_layer) tensor = x_layer; /* for the option checks below */
     if ((tensor && (sha || json)) || (sha && json))
         return fail(EXIT_INPUT, "choose one of: listing (--json), --tensor/--f32, --all-f32-sha256");
 
     src s = {0};
     int code = open_src(&s, path);
     if (code) return code;
-    if (tensor) code = extract_f32(&s, tensor, out, force);
+    if (arch) {
+        json_t *hp = NULL;
+        fm_error e = {0};
+        if (s.b) hp = json_incref((json_t *)fm_bundle_arch(s.b));
+        else if (s.g && fm_arch_hparams_from_gguf(s.g, &hp, &e) != FM_OK) code = fail(EXIT_INPUT, "%s", e.msg);
+        else if (!s.g) code = fail(EXIT_INPUT, "--arch needs a bundle or a GGUF file");
+        char *txt = hp ? json_dumps(hp, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+        if (txt) puts(txt);
+        free(txt);
+        json_decref(hp);
+    } else if (x_layer) {
+        char *end1, *end2;
+        unsigned long xl = strtoul(x_layer, &end1, 10), xe = strtoul(x_expert, &end2, 10);
+        const fm_bundle_view *hit = NULL;
+        uint64_t vi = 0;
+        for (size_t k = 0; s.b && k < s.nbv && !hit; k++)
+            if (s.bv[k].xl && s.bv[k].xl->layer == xl && strcmp(s.bv[k].xl->parts[s.bv[k].part].name, x_part) == 0) {
+                hit = &s.bv[k];
+                vi = k;
+            }
+        if (!s.b) code = fail(EXIT_INPUT, "--expert needs an fm bundle");
+        else if (*end1 || *end2 || !*x_layer || !*x_expert) code = fail(EXIT_INPUT, "--expert LAYER EXPERT PART: numbers expected");
+        else if (!hit) code = fail(EXIT_FAIL, "%s: layer %lu has no expert part '%s'", path, xl, x_part);
+        else code = extract_f32(&s, s.bv[vi].name, (int64_t)xe, out, force);
+    } else if (tensor) code = extract_f32(&s, tensor, -1, out, force);
     else if (sha) code = all_sha(&s);
     else if (json) code = list_json(&s, full);
     else {
-        code = s.g ? list_gguf_text(s.g, path) : list_st_text(s.st, path);
+        code = s.b ? list_bundle_text(&s) : s.g ? list_gguf_text(s.g, path) : list_st_text(s.st, path);
         if (fflush(stdout) != 0) code = fail(EXIT_FAIL, "writing stdout: %s", strerror(errno));
     }
     close_src(&s);
