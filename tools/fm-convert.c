@@ -33,8 +33,9 @@
 #include "formats/sha256.h"
 #include "formats/tokmeta.h"
 #include "pack/writer.h"
+#define FM_CLI_PROG "fm-convert"
+#include "tools/cli.h"
 
-enum { EXIT_FAIL = 1, EXIT_INPUT = 2 };
 #define CHUNK_BYTES (32u << 20) /* dense tensors are streamed in pieces of about this much */
 #define N_PARTS 3
 
@@ -61,18 +62,6 @@ static void usage(FILE *f)
             "exit: 0 ok, 2 invalid input or usage, 1 other failure\n");
 }
 
-static int fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int fail(int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "%s: ", prog);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return code;
-}
-
 static int input_code(fm_err c)
 {
     switch (c) {
@@ -86,22 +75,6 @@ static int input_code(fm_err c)
     default:
         return EXIT_FAIL;
     }
-}
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-/* SIGINT/SIGTERM: remove OUT.tmp (async-signal-safe unlink) and leave. */
-static char *g_tmp_path;
-static void on_signal(int sig)
-{
-    if (g_tmp_path) unlink(g_tmp_path);
-    signal(sig, SIG_DFL);
-    raise(sig);
 }
 
 /* ------------------------------------------------------------------ plan */

@@ -43,8 +43,9 @@
 #include "formats/safetensors.h"
 #include "formats/sha256.h"
 #include "formats/util.h"
+#define FM_CLI_PROG "fm-inspect"
+#include "tools/cli.h"
 
-enum { EXIT_FAIL = 1, EXIT_INPUT = 2 };
 enum { TEXT_ARRAY_HEAD = 8, JSON_ARRAY_HEAD = 16, TEXT_STR_MAX = 160, MAX_NEST_PRINT = 4 };
 
 typedef struct src {
@@ -56,7 +57,6 @@ typedef struct src {
     size_t nbv;
 } src;
 
-static const char *prog = "fm-inspect";
 
 static void usage(FILE *f)
 {
@@ -71,18 +71,6 @@ static void usage(FILE *f)
             "tensor as little-endian float32 in storage order (OUT '-' is stdout);\n"
             "--all-f32-sha256 prints name, type and SHA-256 of that output per tensor.\n"
             "Exit: 0 ok, 2 unreadable/invalid input, 1 other failure.\n");
-}
-
-static int fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int fail(int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "%s: ", prog);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return code;
 }
 
 /* Exit code for an error met while reading the input. */

@@ -37,8 +37,9 @@
 #include "formats/sha256.h"
 #include "formats/util.h"
 #include "pack/writer.h"
+#define FM_CLI_PROG "fm-requant"
+#include "tools/cli.h"
 
-enum { EXIT_FAIL = 1, EXIT_INPUT = 2 };
 #define CHUNK_BYTES (32u << 20)
 
 static const char *prog = "fm-requant";
@@ -63,18 +64,6 @@ static void usage(FILE *f)
             "exit: 0 ok, 2 invalid input or usage, 1 other failure\n");
 }
 
-static int fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int fail(int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "%s: ", prog);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return code;
-}
-
 static int input_code(fm_err c)
 {
     switch (c) {
@@ -88,21 +77,6 @@ static int input_code(fm_err c)
     default:
         return EXIT_FAIL;
     }
-}
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static char *g_tmp_path;
-static void on_signal(int sig)
-{
-    if (g_tmp_path) unlink(g_tmp_path);
-    signal(sig, SIG_DFL);
-    raise(sig);
 }
 
 static const char *qname(uint32_t q)

@@ -32,8 +32,10 @@
 #include "runtime/sample.h"
 #include "runtime/stream.h"
 #include "runtime/tokenizer.h"
+#define FM_CLI_PROG "fm-run"
+#include "tools/cli.h"
 
-enum { EXIT_FAIL = 1, EXIT_USAGE = 2 };
+enum { EXIT_USAGE = EXIT_INPUT };
 
 static void usage(FILE *f)
 {
@@ -47,25 +49,6 @@ static void usage(FILE *f)
             "       fm-run MODEL --tokenize TEXT\n"
             "MODEL: an fm bundle or a .gguf file. --temp 0 is greedy. --exact: float\n"
             "activations in quantized matmuls (default: llama.cpp's 8-bit activations).\n");
-}
-
-static int fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int fail(int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("fm-run: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return code;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static bool parse_u64(const char *s, uint64_t *out)

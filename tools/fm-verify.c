@@ -6,6 +6,8 @@
  * Exit 0 intact, 1 damaged (each damaged tensor/expert/header listed), 2 not a
  * readable bundle (or a usage error, or an unusable key file). */
 #include "pack/verify.h"
+#define FM_CLI_PROG "fm-verify"
+#include "tools/cli.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,13 +32,6 @@ typedef struct bar {
     double t0, last;
     int shown;
 } bar;
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
 
 static void progress(void *ctx, uint64_t done, uint64_t total)
 {

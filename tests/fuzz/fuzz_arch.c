@@ -20,42 +20,14 @@
 
 #include "formats/arch.h"
 #include "formats/gguf.h"
+#include "tests/fuzz/fuzz_input.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static int fuzz_fd = -1;
-static char fuzz_path[64];
-
-static int input_file(const uint8_t *data, size_t size)
-{
-    if (fuzz_fd < 0) {
-        fuzz_fd = memfd_create("fuzz_arch", MFD_CLOEXEC);
-        if (fuzz_fd >= 0) {
-            snprintf(fuzz_path, sizeof fuzz_path, "/proc/self/fd/%d", fuzz_fd);
-            if (access(fuzz_path, R_OK) != 0) {
-                close(fuzz_fd);
-                fuzz_fd = -1;
-            }
-        }
-        if (fuzz_fd < 0) {
-            snprintf(fuzz_path, sizeof fuzz_path, "/tmp/fuzz_arch-%ld", (long)getpid());
-            fuzz_fd = open(fuzz_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-            if (fuzz_fd < 0) return -1;
-        }
-    }
-    if (ftruncate(fuzz_fd, 0) != 0) return -1;
-    size_t done = 0;
-    while (done < size) {
-        ssize_t w = pwrite(fuzz_fd, data + done, size - done, (off_t)done);
-        if (w <= 0) return -1;
-        done += (size_t)w;
-    }
-    return 0;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (input_file(data, size) != 0) return 0;
+    const char *fuzz_path = fuzz_input_file("fuzz_arch", data, size);
+    if (!fuzz_path) return 0;
     fm_gguf *g = NULL;
     fm_error e;
     if (fm_gguf_open(&g, fuzz_path, &e) != FM_OK) return 0;

@@ -15,38 +15,9 @@
 #include <unistd.h>
 
 #include "formats/gguf.h"
+#include "tests/fuzz/fuzz_input.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static int fuzz_fd = -1;
-static char fuzz_path[64];
-
-static int input_file(const uint8_t *data, size_t size)
-{
-    if (fuzz_fd < 0) {
-        fuzz_fd = memfd_create("fuzz_gguf", MFD_CLOEXEC);
-        if (fuzz_fd >= 0) {
-            snprintf(fuzz_path, sizeof fuzz_path, "/proc/self/fd/%d", fuzz_fd);
-            if (access(fuzz_path, R_OK) != 0) {
-                close(fuzz_fd);
-                fuzz_fd = -1;
-            }
-        }
-        if (fuzz_fd < 0) {
-            snprintf(fuzz_path, sizeof fuzz_path, "/tmp/fuzz_gguf-%ld", (long)getpid());
-            fuzz_fd = open(fuzz_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-            if (fuzz_fd < 0) return -1;
-        }
-    }
-    if (ftruncate(fuzz_fd, 0) != 0) return -1;
-    size_t done = 0;
-    while (done < size) {
-        ssize_t w = pwrite(fuzz_fd, data + done, size - done, (off_t)done);
-        if (w <= 0) return -1;
-        done += (size_t)w;
-    }
-    return 0;
-}
 
 static uint64_t walk(const fm_gguf_value *v, unsigned depth)
 {
@@ -75,7 +46,8 @@ static uint64_t walk(const fm_gguf_value *v, unsigned depth)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (input_file(data, size) != 0) return 0;
+    const char *fuzz_path = fuzz_input_file("fuzz_gguf", data, size);
+    if (!fuzz_path) return 0;
     fm_gguf *g = NULL;
     fm_error e;
     if (fm_gguf_open(&g, fuzz_path, &e) != FM_OK) {
