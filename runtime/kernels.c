@@ -19,6 +19,7 @@
 #include "formats/quant.h"
 #include "formats/util.h"
 #include "runtime/kernels_impl.h"
+#include "runtime/kernels_repack.h"
 
 /* ------------------------------------------------------------------ */
 /* mode and SIMD state                                                 */
@@ -910,6 +911,9 @@ fm_err fm_matmul(fm_pool *pool, uint32_t qtype, const void *W, size_t rows, size
     const int level = fm_kernel_simd_level();
     const bool simd = level > 0;
     const fm_kernel_mode mode = fm_kernel_get_mode();
+    /* llama.cpp repacks Q4_K (rows % 8 == 0) / runs K-quants tiled (n >= 8): its float order */
+    if (mode == FM_KERNEL_Q8 && (fm_repack_applies(qtype, rows, cols) || fm_tiled_applies(qtype, rows, cols, n)))
+        return fm_matmul_repack(pool, qtype, W, rows, cols, X, n, Y, e);
     const int nth = fm_pool_size(pool);
 
     mm_job j;

@@ -14,8 +14,12 @@
  *    operations in the same order), at every SIMD level: scalar twins, AVX2,
  *    and the AVX-512 set (tests/unit/test_kernels.c checks all against
  *    libggml-cpu's own output). For n > 1 each output is still that same dot
- *    product (llama.cpp's batched paths, repacked/tinyBLAS, sum in other
- *    orders; fm's results do not depend on n, tiling or thread count).
+ *    product, except where llama.cpp itself sums in another order and
+ *    runtime/kernels_repack.h reproduces it: Q4_K weights with a row count
+ *    divisible by 8 (CPU_REPACK gemv for n < 4 rows of activations, gemm
+ *    for the first n - n%4), and Q4_K/Q6_K in batches of n >= 8 (the tiled
+ *    K-quant path). So in Q8 mode those results depend on n (as llama.cpp's
+ *    do), never on tiling or thread count; FM_NO_REPACK=1 turns that off.
  *    Other quantized types whose ggml vec_dot type is Q8_K / Q8_0 (IQ2/IQ3/IQ1,
  *    TQ1_0/TQ2_0, MXFP4, NVFP4, Q1_0) get the same activation rounding
  *    (quantize, dequantize) followed by a float dot with the dequantized

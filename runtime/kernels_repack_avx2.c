@@ -1,0 +1,133 @@
+/* AVX2 twin of fm_repack_dot_q4_K_ref (runtime/kernels_repack.c): the integer
+ * sums with SIMD (exact), the float steps scalar fmaf in the same order. */
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "formats/quant.h"
+#include "formats/quant_blocks.h"
+#include "runtime/kernels_repack.h"
+
+static inline int32_t hsum_i32x8(__m256i v)
+{
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+float fm_repack_dot_q4_K_avx2(size_t nb, const void *vw, const void *vy, int gemm)
+{
+    const fm_block_q4_K *x = vw;
+    const fm_block_q8_K *y = vy;
+    const uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    float acc = 0.0f, accm = 0.0f;
+    for (size_t b = 0; b < nb; b++) {
+        uint32_t u[4];
+        memcpy(u, x[b].scales, 12);
+        u[3] = ((u[2] >> 4) & kmask2) | (((u[1] >> 6) & kmask3) << 4);
+        const uint32_t uaux = u[1] & kmask1;
+        u[1] = (u[2] & kmask2) | (((u[0] >> 6) & kmask3) << 4);
+        u[2] = uaux;
+        u[0] &= kmask1;
+        uint8_t sc[8], mn[8];
+        memcpy(sc, u, 8);
+        memcpy(mn, u + 2, 8);
+        const float ds = fm_f16_to_f32(x[b].d) * y[b].d;
+        const float dm = fm_f16_to_f32(x[b].dmin) * y[b].d;
+        int32_t isum[4], imin[4];
+        for (int sb = 0; sb < 4; sb++) {
+            const __m256i raw = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * sb));
+            const __m256i lo = _mm256_and_si256(raw, m4);
+            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+            const __m256i a0 = _mm256_loadu_si256((const __m256i *)(y[b].qs + 64 * sb));
+            const __m256i a1 = _mm256_loadu_si256((const __m256i *)(y[b].qs + 64 * sb + 32));
+            /* u4 * s8 pair sums fit int16 (<= 2*15*128); times the 6-bit scale in int32 */
+            const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, a0), _mm256_set1_epi16(sc[2 * sb]));
+            const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, a1), _mm256_set1_epi16(sc[2 * sb + 1]));
+            isum[sb] = hsum_i32x8(_mm256_add_epi32(p0, p1));
+            const int bs0 = y[b].bsums[4 * sb] + y[b].bsums[4 * sb + 1];
+            const int bs1 = y[b].bsums[4 * sb + 2] + y[b].bsums[4 * sb + 3];
+            imin[sb] = mn[2 * sb] * bs0 + mn[2 * sb + 1] * bs1;
+        }
+        if (gemm) {
+            for (int sb = 0; sb < 4; sb++) {
+                acc = fmaf((float)isum[sb], ds, acc);
+                accm = fmaf((float)imin[sb], dm, accm);
+            }
+        } else {
+            acc = fmaf((float)(isum[0] + isum[1] + isum[2] + isum[3]), ds, acc);
+            accm = fmaf((float)(imin[0] + imin[1] + imin[2] + imin[3]), dm, accm);
+        }
+    }
+    return acc - accm;
+}
+
+/* AVX2 twin of fm_tiled_dot_ref: exact integer sums with SIMD, the float
+ * steps scalar in the same order (fmaf is one vfmadd here). */
+float fm_tiled_dot_avx2(uint32_t qtype, size_t nb, const void *vw, const void *vy)
+{
+    const fm_block_q8_K *y = vy;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+    float acc = 0.0f;
+    for (size_t b = 0; b < nb; b++) {
+        const int8_t *q8 = y[b].qs;
+        float res;
+        if (qtype == FM_Q_Q6_K) {
+            const fm_block_q6_K *x = (const fm_block_q6_K *)vw + b;
+            __m256i iacc = _mm256_setzero_si256();
+            int32_t bias = 0;
+            for (int sb = 0; sb < 16; sb++) bias += x->scales[sb] * y[b].bsums[sb];
+            for (int h = 0; h < 2; h++) {
+                const __m256i QL0 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * h));
+                const __m256i QL1 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * h + 32));
+                const __m256i QH = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * h));
+                __m256i c[4];
+                c[0] = _mm256_or_si256(_mm256_and_si256(QL0, m4), _mm256_and_si256(_mm256_slli_epi16(QH, 4), m30));
+                c[1] = _mm256_or_si256(_mm256_and_si256(QL1, m4), _mm256_and_si256(_mm256_slli_epi16(QH, 2), m30));
+                c[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(QL0, 4), m4), _mm256_and_si256(QH, m30));
+                c[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(QL1, 4), m4),
+                                       _mm256_and_si256(_mm256_srli_epi16(QH, 2), m30));
+                for (int k = 0; k < 4; k++) {
+                    const int s0 = 8 * h + 2 * k;
+                    const __m256i a = _mm256_loadu_si256((const __m256i *)(q8 + 128 * h + 32 * k));
+                    const __m256i sc = _mm256_set_m128i(_mm_set1_epi16(x->scales[s0 + 1]), _mm_set1_epi16(x->scales[s0]));
+                    /* u6 * s8 pair sums <= 2*63*128: int16 exact */
+                    iacc = _mm256_add_epi32(iacc, _mm256_madd_epi16(_mm256_maddubs_epi16(c[k], a), sc));
+                }
+            }
+            const int32_t isum = hsum_i32x8(iacc) - 32 * bias;
+            res = (float)isum * fm_f16_to_f32(x->d);
+        } else {
+            const fm_block_q4_K *x = (const fm_block_q4_K *)vw + b;
+            const uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
+            uint32_t u[4];
+            memcpy(u, x->scales, 12);
+            u[3] = ((u[2] >> 4) & kmask2) | (((u[1] >> 6) & kmask3) << 4);
+            const uint32_t uaux = u[1] & kmask1;
+            u[1] = (u[2] & kmask2) | (((u[0] >> 6) & kmask3) << 4);
+            u[2] = uaux;
+            u[0] &= kmask1;
+            uint8_t sc[8], mn[8];
+            memcpy(sc, u, 8);
+            memcpy(mn, u + 2, 8);
+            __m256i iacc = _mm256_setzero_si256();
+            for (int j = 0; j < 4; j++) {
+                const __m256i raw = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * j));
+                const __m256i lo = _mm256_and_si256(raw, m4);
+                const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+                const __m256i a0 = _mm256_loadu_si256((const __m256i *)(q8 + 64 * j));
+                const __m256i a1 = _mm256_loadu_si256((const __m256i *)(q8 + 64 * j + 32));
+                iacc = _mm256_add_epi32(iacc, _mm256_madd_epi16(_mm256_maddubs_epi16(lo, a0), _mm256_set1_epi16(sc[2 * j])));
+                iacc = _mm256_add_epi32(iacc,
+                                        _mm256_madd_epi16(_mm256_maddubs_epi16(hi, a1), _mm256_set1_epi16(sc[2 * j + 1])));
+            }
+            int32_t imin = 0;
+            for (int j = 0; j < 8; j++) imin += mn[j] * (y[b].bsums[2 * j] + y[b].bsums[2 * j + 1]);
+            res = fmaf(-fm_f16_to_f32(x->dmin), (float)imin, (float)hsum_i32x8(iacc) * fm_f16_to_f32(x->d));
+        }
+        acc = fmaf(res, y[b].d, acc);
+    }
+    return acc;
+}
