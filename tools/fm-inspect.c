@@ -521,11 +521,36 @@ static int list_bundle_text(const src *s)
            s->path, ma, mi, fm_bundle_arch_name(s->b), fm_bundle_alignment(s->b), fm_bundle_n_tensors(s->b),
            fm_bundle_n_expert_layers(s->b), info.n_blobs, info.weight_bytes,
            info.has_tokenizer ? ", tokenizer" : "");
+    printf("  %-40s %-8s %-18s %-14s %-12s %s\n", "tensor", "type", "shape", "offset", "size", "member / error");
     for (size_t i = 0; i < s->nbv; i++) {
         const fm_bundle_view *v = &s->bv[i];
-        char tb[32], sh[96];
+        char tb[32], sh[96], mem[320] = "";
         shape_text(v->ne, v->n_dims, true, sh, sizeof sh);
-        printf("  %-40s %-8s %s%s\n", v->name, qtype_name(v->qtype, tb), sh, v->xl ? " (expert blobs)" : "");
+        const json_t *err;
+        uint64_t off, size;
+        if (v->xl) { /* a part of every expert blob of the layer */
+            const fm_bundle_part *p = &v->xl->parts[v->part];
+            off = v->xl->n_expert ? v->xl->blobs[0].offset + p->offset : 0;
+            size = p->size * v->xl->n_expert;
+            err = p->error;
+            char m0[128];
+            if (fm_bundle_expert_member(v->xl->layer, 0, m0, sizeof m0) < 0) m0[0] = '\0';
+            snprintf(mem, sizeof mem, "%s.. (%u blobs, part '%s')", m0, v->xl->n_expert, p->name);
+        } else {
+            off = v->tensor->offset;
+            size = v->tensor->size;
+            err = v->tensor->error;
+            if (fm_bundle_tensor_member(v->name, mem, sizeof mem) < 0) mem[0] = '\0';
+        }
+        printf("  %-40s %-8s %-18s %-14" PRIu64 " %-12" PRIu64 " %s", v->name, qtype_name(v->qtype, tb), sh, off,
+               size, mem);
+        if (err) {
+            const json_t *rm = json_object_get(err, "rmse"), *rel = json_object_get(err, "rel"),
+                         *mx = json_object_get(err, "max_abs");
+            printf("  error rmse %.4g rel %.4g max_abs %.4g", json_number_value(rm), json_number_value(rel),
+                   json_number_value(mx));
+        }
+        putchar('\n');
     }
     return 0;
 }
