@@ -28,8 +28,31 @@ void fm_expert_catalog_free(fm_expert_catalog *c)
     free(c->layers);
     free(c->pieces);
     free((void *)c->sha256);
+    free((void *)c->piece_sha256);
     free((void *)c->path);
     free(c);
+}
+
+fm_err fm_expert_catalog_new(const char *path, uint32_t n_layer, uint32_t n_expert, fm_expert_catalog **out,
+                             fm_error *e)
+{
+    *out = NULL;
+    fm_expert_catalog *c = calloc(1, sizeof *c);
+    if (!c) return fm_error_set(e, FM_E_NOMEM, "%s: out of memory", path);
+    c->path = strdup(path);
+    c->n_layer = n_layer;
+    c->n_expert = n_expert;
+    c->fd = -1;
+    c->direct_fd = -1;
+    uint64_t np = (uint64_t)n_layer * (n_expert ? n_expert : 1) * FM_EXPERT_MAX_PIECES;
+    c->layers = calloc(n_layer ? n_layer : 1, sizeof *c->layers);
+    c->pieces = np <= SIZE_MAX / sizeof *c->pieces ? calloc((size_t)(np ? np : 1), sizeof *c->pieces) : NULL;
+    if (!c->path || !c->layers || !c->pieces) {
+        fm_expert_catalog_free(c);
+        return fm_error_set(e, FM_E_NOMEM, "%s: out of memory", path);
+    }
+    *out = c;
+    return FM_OK;
 }
 
 static fm_err catalog_alloc(const char *path, const json_t *hp, fm_expert_catalog **out, fm_error *e)
@@ -38,21 +61,7 @@ static fm_err catalog_alloc(const char *path, const json_t *hp, fm_expert_catalo
     fm_err r = fm_arch_hp_u32(hp, "n_layer", &n_layer, e);
     if (r) return r;
     fm_arch_hp_u32(hp, "n_expert", &n_expert, NULL);
-    fm_expert_catalog *c = calloc(1, sizeof *c);
-    if (!c) return fm_error_set(e, FM_E_NOMEM, "%s: out of memory", path);
-    c->path = strdup(path);
-    c->n_layer = n_layer;
-    c->n_expert = n_expert;
-    c->direct_fd = -1;
-    uint64_t np = (uint64_t)n_layer * (n_expert ? n_expert : 1) * FM_EXPERT_MAX_PIECES;
-    c->layers = calloc(n_layer, sizeof *c->layers);
-    c->pieces = calloc((size_t)np, sizeof *c->pieces);
-    if (!c->path || !c->layers || !c->pieces) {
-        fm_expert_catalog_free(c);
-        return fm_error_set(e, FM_E_NOMEM, "%s: out of memory", path);
-    }
-    *out = c;
-    return FM_OK;
+    return fm_expert_catalog_new(path, n_layer, n_expert, out, e);
 }
 
 static void set_mat(fm_expert_mat *m, uint32_t qtype, uint64_t rows, uint64_t cols, uint64_t row_bytes)
@@ -96,6 +105,7 @@ fm_err fm_expert_catalog_from_gguf(const fm_gguf *g, const json_t *hp, fm_expert
         L->present = true;
         L->n_expert = c->n_expert;
         L->n_pieces = FM_EXPERT_N_MATS;
+        L->n_mats = FM_EXPERT_N_MATS;
         uint64_t off = 0;
         for (int k = 0; k < FM_EXPERT_N_MATS; k++) {
             const fm_gguf_tensor *x = t[k];
@@ -177,6 +187,7 @@ fm_err fm_expert_catalog_from_bundle(const fm_bundle *b, const json_t *hp, fm_ex
         L->present = true;
         L->n_expert = l->n_expert;
         L->n_pieces = 1;
+        L->n_mats = FM_EXPERT_N_MATS;
         L->blob_size = l->blob_size;
         for (int k = 0; k < FM_EXPERT_N_MATS; k++) {
             const fm_bundle_part *p = fm_bundle_find_part(l, parts[k]);
@@ -256,13 +267,69 @@ fm_err fm_expert_catalog_read(const fm_expert_catalog *c, uint32_t layer, uint32
         fm_err r = pread_full(c->fd, (uint8_t *)blob + p[i].blob_off, p[i].size, p[i].file_off, c->path, e);
         if (r) return fm_error_prefix(e, "expert %u/%u", layer, expert);
     }
-    if (verify && c->sha256) {
-        uint8_t d[32];
-        fm_err r = fm_sha256_buf(blob, (size_t)L->blob_size, d, e);
-        if (r) return r;
-        if (memcmp(d, c->sha256[(uint64_t)layer * c->n_expert + expert], 32) != 0)
-            return fm_error_set(e, FM_E_CHECKSUM, "%s: expert %u of layer %u: SHA-256 mismatch", c->path,
-                                expert, layer);
+    if (verify) {
+        const uint8_t *at[FM_EXPERT_MAX_PIECES];
+        for (uint32_t i = 0; i < L->n_pieces; i++) at[i] = (const uint8_t *)blob + p[i].blob_off;
+        return fm_expert_catalog_verify(c, layer, expert, at, e);
+    }
+    return FM_OK;
+}
+
+static void digest_mismatch(const fm_expert_catalog *c, uint32_t layer, uint32_t expert, const char *what,
+                            const uint8_t *want, const uint8_t *got, fm_error *e)
+{
+    char hw[65], hg[65];
+    fm_sha256_hex(want, hw);
+    fm_sha256_hex(got, hg);
+    if (what) fm_error_set(e, FM_E_CHECKSUM, "%s: %s: SHA-256 mismatch: manifest %s, data %s", c->path, what, hw, hg);
+    else
+        fm_error_set(e, FM_E_CHECKSUM, "%s: blk.%u expert %u: SHA-256 mismatch: manifest %s, data %s", c->path, layer,
+                     expert, hw, hg);
+}
+
+fm_err fm_expert_catalog_verify(const fm_expert_catalog *c, uint32_t layer, uint32_t expert,
+                                const uint8_t *const *piece, fm_error *e)
+{
+    const fm_expert_layer_desc *L = &c->layers[layer];
+    const fm_expert_piece *p = fm_expert_catalog_pieces(c, layer, expert);
+    uint8_t d[32];
+    fm_err r;
+    if (c->piece_sha256) {
+        const uint8_t(*want)[32] = c->piece_sha256 + ((uint64_t)layer * c->n_expert + expert) * FM_EXPERT_MAX_PIECES;
+        for (uint32_t j = 0; j < L->n_pieces; j++) {
+            if ((r = fm_sha256_buf(piece[j], (size_t)p[j].size, d, e))) return r;
+            if (memcmp(d, want[j], 32) != 0) {
+                /* name the matrix that lives in this piece */
+                const char *what = NULL;
+                for (uint32_t k = 0; k < L->n_mats && !what; k++)
+                    if (L->mat_off[k] >= p[j].blob_off && L->mat_off[k] - p[j].blob_off < p[j].size) what = L->mat_name[k];
+                digest_mismatch(c, layer, expert, what, want[j], d, e);
+                return FM_E_CHECKSUM;
+            }
+        }
+        return FM_OK;
+    }
+    if (!c->sha256) return FM_OK;
+    static const uint8_t zeros[256];
+    fm_sha256 h;
+    if ((r = fm_sha256_init(&h, e))) return r;
+    uint64_t pos = 0;
+    for (uint32_t j = 0; j <= L->n_pieces; j++) {
+        uint64_t upto = j < L->n_pieces ? p[j].blob_off : L->blob_size;
+        while (pos < upto) {
+            uint64_t n = upto - pos < sizeof zeros ? upto - pos : sizeof zeros;
+            fm_sha256_update(&h, zeros, (size_t)n);
+            pos += n;
+        }
+        if (j == L->n_pieces) break;
+        fm_sha256_update(&h, piece[j], (size_t)p[j].size);
+        pos += p[j].size;
+    }
+    fm_sha256_final(&h, d);
+    const uint8_t *want = c->sha256[(uint64_t)layer * c->n_expert + expert];
+    if (memcmp(d, want, 32) != 0) {
+        digest_mismatch(c, layer, expert, NULL, want, d, e);
+        return FM_E_CHECKSUM;
     }
     return FM_OK;
 }
@@ -270,7 +337,7 @@ fm_err fm_expert_catalog_read(const fm_expert_catalog *c, uint32_t layer, uint32
 void fm_expert_catalog_view(const fm_expert_catalog *c, uint32_t layer, const void *blob, fm_expert *out)
 {
     const fm_expert_layer_desc *L = &c->layers[layer];
-    for (int k = 0; k < FM_EXPERT_N_MATS; k++) {
+    for (uint32_t k = 0; k < L->n_mats; k++) {
         out->m[k] = L->mats[k];
         out->m[k].data = (const uint8_t *)blob + L->mat_off[k];
     }

@@ -33,6 +33,11 @@
 
 enum { FM_EXPERT_GATE = 0, FM_EXPERT_UP = 1, FM_EXPERT_DOWN = 2, FM_EXPERT_N_MATS = 3 };
 
+/* A catalog entry may hold more matrices than an expert's three: a layer
+ * catalog (runtime/model.h) describes a dense layer's weight matrices as the
+ * single "expert" 0 of that layer, so the same sources stream whole layers. */
+#define FM_EXPERT_MAX_MATS 12
+
 /* One matrix of an expert: rows x cols, row-major, each row cols values of
  * qtype blocks (row_bytes bytes). gate/up: rows = n_ff_exp, cols = n_embd;
  * down: rows = n_embd, cols = n_ff_exp. */
@@ -44,7 +49,7 @@ typedef struct fm_expert_mat {
 } fm_expert_mat;
 
 typedef struct fm_expert {
-    fm_expert_mat m[FM_EXPERT_N_MATS]; /* indexed by FM_EXPERT_GATE/UP/DOWN */
+    fm_expert_mat m[FM_EXPERT_MAX_MATS]; /* experts: [FM_EXPERT_GATE/UP/DOWN]; layers: n_mats */
 } fm_expert;
 
 /* One contiguous byte range of the file that fills part of an expert's
@@ -55,15 +60,18 @@ typedef struct fm_expert_piece {
     uint64_t blob_off; /* where the bytes go inside the blob */
 } fm_expert_piece;
 
-#define FM_EXPERT_MAX_PIECES 3
+#define FM_EXPERT_MAX_PIECES FM_EXPERT_MAX_MATS
 
 typedef struct fm_expert_layer_desc {
     bool present;             /* false: this layer has no experts */
     uint32_t n_expert;
-    fm_expert_mat mats[FM_EXPERT_N_MATS]; /* shapes and types; data NULL */
-    uint64_t mat_off[FM_EXPERT_N_MATS];   /* each matrix's offset inside the blob */
+    uint32_t n_mats;          /* FM_EXPERT_N_MATS for experts; 1..FM_EXPERT_MAX_MATS */
+    fm_expert_mat mats[FM_EXPERT_MAX_MATS]; /* shapes and types; data NULL */
+    uint64_t mat_off[FM_EXPERT_MAX_MATS];   /* each matrix's offset inside the blob */
+    const char *mat_name[FM_EXPERT_MAX_MATS]; /* for messages, or NULL (borrowed) */
     uint64_t blob_size;       /* bytes one expert occupies in memory */
-    uint32_t n_pieces;        /* 1 (bundle: one blob) or 3 (GGUF: one slice per fused tensor) */
+    uint32_t n_pieces;        /* 1 (bundle: one blob), 3 (GGUF: one slice per fused tensor), or one
+                                 per matrix (layer catalogs) */
 } fm_expert_layer_desc;
 
 /* Backend-neutral description of every expert's location. Owned by whoever
@@ -78,6 +86,8 @@ typedef struct fm_expert_catalog {
     fm_expert_layer_desc *layers;   /* n_layer entries */
     fm_expert_piece *pieces;   /* [layer][expert][FM_EXPERT_MAX_PIECES] */
     const uint8_t (*sha256)[32];    /* per [layer][expert] blob digest, or NULL (GGUF) */
+    const uint8_t (*piece_sha256)[32]; /* or per [layer][expert][piece] (stride FM_EXPERT_MAX_PIECES):
+                                          each piece's own digest (layer catalogs of bundles) */
     uint64_t max_blob_size;
 } fm_expert_catalog;
 
@@ -96,12 +106,21 @@ fm_err fm_expert_catalog_from_gguf(const fm_gguf *g, const json_t *hp, fm_expert
 fm_err fm_expert_catalog_from_bundle(const fm_bundle *b, const json_t *hp, fm_expert_catalog **out,
                                      fm_error *e);
 void fm_expert_catalog_free(fm_expert_catalog *c);
+/* An empty catalog (no layer present; fd -1) for a caller to fill. */
+fm_err fm_expert_catalog_new(const char *path, uint32_t n_layer, uint32_t n_expert, fm_expert_catalog **out,
+                             fm_error *e);
 
 /* Reads expert `expert` of `layer` into blob (blob_size bytes of the layer)
  * with plain pread; verify checks the blob SHA-256 when the catalog has them.
  * The building block of the simple source, usable by others. */
 fm_err fm_expert_catalog_read(const fm_expert_catalog *c, uint32_t layer, uint32_t expert, void *blob,
                               bool verify, fm_error *e);
+/* Checks an expert's digest(s), its pieces' bytes at piece[j] (j <
+ * n_pieces): the blob digest (pieces at their blob offsets, gaps zero) or
+ * each piece's own. FM_OK when the catalog has no digests; FM_E_CHECKSUM
+ * naming "blk.L expert E" or the piece's matrix name otherwise. */
+fm_err fm_expert_catalog_verify(const fm_expert_catalog *c, uint32_t layer, uint32_t expert,
+                                const uint8_t *const *piece, fm_error *e);
 /* Points out->m[i].data into a blob read as above. */
 void fm_expert_catalog_view(const fm_expert_catalog *c, uint32_t layer, const void *blob, fm_expert *out);
 

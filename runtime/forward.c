@@ -258,10 +258,10 @@ static void attention_worker(void *ctx, int ith, int nth)
 }
 
 /* h (n rows, normed) -> s->xb2 (n rows): the attention sublayer output. */
-static fm_err attention(fm_state *s, uint32_t il, const float *h, uint32_t n, fm_error *e)
+static fm_err attention(fm_state *s, uint32_t il, const fm_layer_weights *L, const float *h, uint32_t n,
+                        fm_error *e)
 {
     const fm_config *c = &s->m->config;
-    const fm_layer_weights *L = &s->m->w.layers[il];
     const uint32_t hdk = c->head_dim_k, hdv = c->head_dim_v;
     const size_t qd = (size_t)c->n_head * hdk, kvk = (size_t)c->n_head_kv * hdk,
                  kvv = (size_t)c->n_head_kv * hdv;
@@ -332,10 +332,9 @@ static fm_err expert_matmul(fm_state *s, const fm_expert_mat *m, const float *X,
 }
 
 /* h (n rows) -> s->xb2: softmax top-k mixture of experts (+ shared expert). */
-static fm_err moe(fm_state *s, uint32_t il, const float *h, uint32_t n, fm_error *e)
+static fm_err moe(fm_state *s, uint32_t il, const fm_layer_weights *L, const float *h, uint32_t n, fm_error *e)
 {
     const fm_config *c = &s->m->config;
-    const fm_layer_weights *L = &s->m->w.layers[il];
     const uint32_t E = c->n_expert, K = c->n_expert_used, D = c->n_embd;
     fm_err r;
     /* router */
@@ -429,6 +428,56 @@ static fm_err moe(fm_state *s, uint32_t il, const float *h, uint32_t n, fm_error
     return FM_OK;
 }
 
+/* ------------------------------------------------------ layer streaming */
+
+/* The next streamed layer after il, cyclically (the next token starts at
+ * layer 0 again), or -1 when none streams. */
+static int64_t next_streamed(const fm_model *m, uint32_t il)
+{
+    const uint32_t nl = m->config.n_layer, r = m->n_resident_layers;
+    if (r >= nl) return -1;
+    return il + 1 < nl ? (int64_t)(il + 1 < r ? r : il + 1) : (int64_t)r;
+}
+
+/* The weights of layer il: the resident ones, or (streamed) a copy in *tmp
+ * pointing into the layer source's buffer, held until layer_release. Hints
+ * the source to read the next s->layer_ahead streamed layers meanwhile. */
+static fm_err layer_acquire(fm_state *s, uint32_t il, fm_layer_weights *tmp, const fm_layer_weights **out,
+                            fm_error *e)
+{
+    const fm_model *m = s->m;
+    const fm_layer_weights *W = &m->w.layers[il];
+    *out = W;
+    if (!W->streamed) return FM_OK;
+    static const uint32_t zero = 0;
+    int64_t nx = (int64_t)il;
+    for (uint32_t d = 0; d < s->layer_ahead; d++) {
+        nx = next_streamed(m, (uint32_t)nx);
+        if (nx < 0 || nx == (int64_t)il) break;
+        fm_experts_prefetch(m->layers, (uint32_t)nx, &zero, 1);
+    }
+    fm_expert ex;
+    fm_err r = fm_experts_acquire(m->layers, il, &zero, 1, &ex, e);
+    if (r) return r;
+    *tmp = *W;
+    for (uint32_t k = 0; k < W->n_stream; k++) {
+        fm_tensor *t = (fm_tensor *)((char *)tmp + W->stream_off[k]);
+        if (ex.m[k].qtype != t->qtype || ex.m[k].cols != t->ne[0] || ex.m[k].row_bytes != t->row_bytes) {
+            fm_experts_release(m->layers, il, &zero, 1);
+            return fm_error_set(e, FM_E_FORMAT, "layer %u: streamed matrix %u does not match its tensor", il, k);
+        }
+        t->data = ex.m[k].data;
+    }
+    *out = tmp;
+    return FM_OK;
+}
+
+static void layer_release(fm_state *s, uint32_t il)
+{
+    static const uint32_t zero = 0;
+    if (s->m->w.layers[il].streamed) fm_experts_release(s->m->layers, il, &zero, 1);
+}
+
 /* -------------------------------------------------------------- forward */
 
 static fm_err forward_chunk(fm_state *s, const int32_t *tokens, uint32_t n, float *logits_all, bool want_last,
@@ -449,10 +498,15 @@ static fm_err forward_chunk(fm_state *s, const int32_t *tokens, uint32_t n, floa
             for (uint32_t d = 0; d < D; d++) x[d] *= c->embd_scale;
     }
     for (uint32_t il = 0; il < c->n_layer; il++) {
-        const fm_layer_weights *L = &w->layers[il];
+        fm_layer_weights lw;
+        const fm_layer_weights *L;
+        if ((r = layer_acquire(s, il, &lw, &L, e))) return fm_error_prefix(e, "layer %u weights", il);
         for (uint32_t i = 0; i < n; i++) fm_rmsnorm(s->xb + (size_t)i * D, s->x + (size_t)i * D, L->attn_norm.data, D, c->rms_eps);
         TRACE("attn_norm", il, s->xb, n, D);
-        if ((r = attention(s, il, s->xb, n, e))) return fm_error_prefix(e, "layer %u attention", il);
+        if ((r = attention(s, il, L, s->xb, n, e))) {
+            layer_release(s, il);
+            return fm_error_prefix(e, "layer %u attention", il);
+        }
         for (uint32_t i = 0; i < n; i++) {
             float *a = s->xb2 + (size_t)i * D, *x = s->x + (size_t)i * D;
             if (c->post_norms) fm_rmsnorm(a, a, L->post_attn_norm.data, D, c->rms_eps);
@@ -461,8 +515,9 @@ static fm_err forward_chunk(fm_state *s, const int32_t *tokens, uint32_t n, floa
         }
         TRACE("attn_out", il, s->xb2, n, D);
         TRACE("ffn_inp", il, s->xb, n, D);
-        if (L->moe) r = moe(s, il, s->xb, n, e);
+        if (L->moe) r = moe(s, il, L, s->xb, n, e);
         else r = glu_ffn(s, &L->ffn_gate, &L->ffn_up, &L->ffn_down, s->xb, n, s->xb2, e);
+        layer_release(s, il);
         if (r) return fm_error_prefix(e, "layer %u ffn", il);
         for (uint32_t i = 0; i < n; i++) {
             float *f = s->xb2 + (size_t)i * D, *x = s->x + (size_t)i * D;
@@ -535,6 +590,7 @@ fm_err fm_state_new(fm_state **out, const fm_model *m, fm_pool *pool, uint32_t n
     s->pool = pool;
     s->n_ctx = n_ctx;
     s->n_batch = n_batch;
+    s->layer_ahead = 2;
     const size_t B = n_batch, D = c->n_embd;
     const size_t qd = (size_t)c->n_head * c->head_dim_k, kvk = (size_t)c->n_head_kv * c->head_dim_k,
                  kvv = (size_t)c->n_head_kv * c->head_dim_v, od = (size_t)c->n_head * c->head_dim_v;

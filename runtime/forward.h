@@ -31,6 +31,7 @@ typedef struct fm_state {
     uint32_t n_ctx;    /* KV cache positions */
     uint32_t n_batch;  /* most tokens per internal chunk */
     uint32_t n_past;   /* positions already in the KV cache */
+    uint32_t layer_ahead; /* streamed layers: how many later ones to prefetch (default 2) */
     /* activations: n_batch rows each */
     float *x;          /* residual stream [n_batch][n_embd] */
     float *xb, *xb2;   /* [n_batch][n_embd] */

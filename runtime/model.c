@@ -174,23 +174,50 @@ static fm_err read_src(const fm_model *m, const src_tensor *s, void *buf, bool v
     return fm_bundle_read_tensor(m->bundle, s->bt, buf, verify, e);
 }
 
+static fm_err check_types(const fm_model *m, fm_error *e);
+
 typedef struct load_item {
     src_tensor src;
     fm_tensor *dst;
     bool f32;
+    int32_t layer;   /* -1: a global tensor */
+    bool matrix;     /* a layer's weight matrix: may stream */
     uint64_t arena_off, bytes;
 } load_item;
 
+typedef struct dense_plan {
+    load_item *it;
+    size_t n;
+} dense_plan;
+
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
-static fm_err load_dense(fm_model *m, bool verify, fm_error *e)
+static void plan_free(fm_model *m)
+{
+    dense_plan *p = m->plan;
+    if (!p) return;
+    free(p->it);
+    free(p);
+    m->plan = NULL;
+}
+
+/* Finds every dense tensor, checks its type and size, and sums the bytes
+ * each layer's matrices and the always-resident rest need. */
+static fm_err plan_dense(fm_model *m, fm_error *e)
 {
     const fm_config *c = &m->config;
     size_t max_items = N(global_slots) + (size_t)c->n_layer * N(layer_slots);
+    dense_plan *p = calloc(1, sizeof *p);
     load_item *it = calloc(max_items, sizeof *it);
-    if (!it) return fm_error_set(e, FM_E_NOMEM, "%s: out of memory", m->path);
+    m->layer_bytes = calloc(c->n_layer ? c->n_layer : 1, sizeof *m->layer_bytes);
+    if (!p || !it || !m->layer_bytes) {
+        free(p);
+        free(it);
+        return fm_error_set(e, FM_E_NOMEM, "%s: out of memory", m->path);
+    }
+    p->it = it;
+    m->plan = p;
     size_t n = 0;
-    uint64_t total = 0;
     fm_err r = FM_OK;
     char name[128];
     for (size_t li = 0; li < (size_t)c->n_layer + 1 && !r; li++) {
@@ -204,6 +231,8 @@ static fm_err load_dense(fm_model *m, bool verify, fm_error *e)
             load_item *x = &it[n];
             if ((r = find_src(m, name, &x->src, &found, e))) break;
             if (!found) continue;
+            x->layer = global ? -1 : (int32_t)(li - 1);
+            x->matrix = !global && !defs[k].f32;
             x->dst = global ? (fm_tensor *)((char *)&m->w + defs[k].off)
                             : (fm_tensor *)((char *)&m->w.layers[li - 1] + defs[k].off);
             x->f32 = defs[k].f32 && x->src.qtype != FM_Q_F32;
@@ -236,23 +265,118 @@ static fm_err load_dense(fm_model *m, bool verify, fm_error *e)
                 break;
             }
             x->dst->row_bytes = rb;
-            if (!fm_align_up(total, 64, &x->arena_off) || !fm_add_u64(x->arena_off, x->bytes, &total)) {
+            x->dst->qtype = x->f32 ? FM_Q_F32 : x->src.qtype;
+            x->dst->n_dims = x->src.n_dims;
+            memcpy(x->dst->ne, x->src.ne, sizeof x->dst->ne);
+            x->dst->size = x->bytes;
+            uint64_t padded, *sum = x->matrix ? &m->layer_bytes[x->layer] : &m->fixed_bytes;
+            if (!fm_align_up(x->bytes, 64, &padded) || !fm_add_u64(*sum, padded, sum)) {
                 r = fm_error_set(e, FM_E_RANGE, "%s: dense tensors too large", m->path);
                 break;
             }
             n++;
         }
     }
-    if (!r) {
-        uint64_t alloc;
-        if (!fm_align_up(total ? total : 64, 64, &alloc) || alloc > SIZE_MAX ||
-            !(m->arena = aligned_alloc(64, (size_t)alloc)))
-            r = fm_error_set(e, FM_E_NOMEM, "%s: cannot allocate %llu bytes for dense tensors", m->path,
-                             U64(total));
-        m->dense_bytes = total;
+    p->n = n;
+    for (uint32_t il = 0; il < c->n_layer && !r; il++) {
+        if (!fm_add_u64(m->layer_bytes_total, m->layer_bytes[il], &m->layer_bytes_total))
+            r = fm_error_set(e, FM_E_RANGE, "%s: dense tensors too large", m->path);
+        if (m->layer_bytes[il] > m->layer_bytes_max) m->layer_bytes_max = m->layer_bytes[il];
     }
-    for (size_t i = 0; i < n && !r; i++) {
-        load_item *x = &it[i];
+    return r;
+}
+
+uint32_t fm_model_resident_layers_for(const fm_model *m, uint64_t bytes)
+{
+    uint32_t r = 0;
+    uint64_t sum = 0;
+    while (r < m->config.n_layer && m->layer_bytes[r] <= bytes - sum) sum += m->layer_bytes[r++];
+    return r;
+}
+
+static uint64_t src_file_offset(const src_tensor *s)
+{
+    return s->gt ? s->gt->abs_offset : s->bt->offset;
+}
+
+/* The layer catalog: the matrices of each streamed layer, one piece each,
+ * as expert 0 of that layer. */
+static fm_err build_layer_catalog(fm_model *m, const dense_plan *p, bool verify, fm_error *e)
+{
+    const fm_config *c = &m->config;
+    fm_expert_catalog *cat;
+    fm_err r = fm_expert_catalog_new(m->path, c->n_layer, 1, &cat, e);
+    if (r) return r;
+    m->layer_catalog = cat;
+    if (m->gguf) {
+        cat->fd = m->gguf->file.fd;
+        cat->alignment = (uint32_t)(m->gguf->alignment <= UINT32_MAX ? m->gguf->alignment : 0);
+    } else {
+        cat->fd = fm_bundle_fd(m->bundle);
+        cat->direct_fd = fm_bundle_direct_fd(m->bundle);
+        cat->alignment = fm_bundle_alignment(m->bundle);
+        uint8_t(*sha)[32] = calloc((size_t)c->n_layer * FM_EXPERT_MAX_PIECES, 32);
+        if (!sha) return fm_error_set(e, FM_E_NOMEM, "%s: out of memory", m->path);
+        cat->piece_sha256 = (const uint8_t(*)[32])sha;
+    }
+    for (size_t i = 0; i < p->n; i++) {
+        const load_item *x = &p->it[i];
+        if (!x->matrix || (uint32_t)x->layer < m->n_resident_layers) continue;
+        const uint32_t il = (uint32_t)x->layer;
+        fm_expert_layer_desc *L = &cat->layers[il];
+        fm_layer_weights *W = &m->w.layers[il];
+        if (L->n_mats == FM_EXPERT_MAX_MATS)
+            return fm_error_set(e, FM_E_RANGE, "%s: layer %u has more than %d matrices", m->path, il, FM_EXPERT_MAX_MATS);
+        const uint32_t k = L->n_mats++;
+        L->present = true;
+        L->n_expert = 1;
+        L->n_pieces = L->n_mats;
+        fm_expert_mat *mt = &L->mats[k];
+        mt->qtype = x->dst->qtype;
+        mt->cols = x->src.ne[0];
+        mt->rows = x->src.ne[1] * x->src.ne[2] * x->src.ne[3];
+        mt->row_bytes = x->dst->row_bytes;
+        mt->data = NULL;
+        L->mat_off[k] = L->blob_size;
+        L->mat_name[k] = x->src.name;
+        fm_expert_piece *pc = &cat->pieces[(uint64_t)il * FM_EXPERT_MAX_PIECES + k];
+        pc->file_off = src_file_offset(&x->src);
+        pc->size = x->src.size;
+        pc->blob_off = L->blob_size;
+        if (x->src.bt) memcpy((void *)cat->piece_sha256[(uint64_t)il * FM_EXPERT_MAX_PIECES + k], x->src.bt->sha256, 32);
+        if (!fm_add_u64(L->blob_size, x->src.size, &L->blob_size) || !fm_align_up(L->blob_size, 64, &L->blob_size))
+            return fm_error_set(e, FM_E_RANGE, "%s: layer %u too large", m->path, il);
+        if (L->blob_size > cat->max_blob_size) cat->max_blob_size = L->blob_size;
+        W->streamed = true;
+        W->stream_off[k] = (uint16_t)((char *)x->dst - (char *)W);
+        W->n_stream = L->n_mats;
+    }
+    (void)verify;
+    return FM_OK;
+}
+
+fm_err fm_model_load_dense(fm_model *m, uint32_t n_resident_layers, fm_error *e)
+{
+    if (m->dense_loaded) return fm_error_set(e, FM_E_ARG, "%s: dense tensors already loaded", m->path);
+    const dense_plan *p = m->plan;
+    const fm_config *c = &m->config;
+    m->n_resident_layers = n_resident_layers < c->n_layer ? n_resident_layers : c->n_layer;
+    fm_err r = FM_OK;
+    uint64_t total = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        load_item *x = &p->it[i];
+        if (x->matrix && (uint32_t)x->layer >= m->n_resident_layers) continue;
+        if (!fm_align_up(total, 64, &x->arena_off) || !fm_add_u64(x->arena_off, x->bytes, &total))
+            return fm_error_set(e, FM_E_RANGE, "%s: dense tensors too large", m->path);
+    }
+    uint64_t alloc;
+    if (!fm_align_up(total ? total : 64, 64, &alloc) || alloc > SIZE_MAX ||
+        !(m->arena = aligned_alloc(64, (size_t)alloc)))
+        return fm_error_set(e, FM_E_NOMEM, "%s: cannot allocate %llu bytes for dense tensors", m->path, U64(total));
+    m->dense_bytes = total;
+    for (size_t i = 0; i < p->n && !r; i++) {
+        load_item *x = &p->it[i];
+        if (x->matrix && (uint32_t)x->layer >= m->n_resident_layers) continue;
         uint8_t *dst = (uint8_t *)m->arena + x->arena_off;
         if (x->f32) {
             void *tmp = malloc(x->src.size ? (size_t)x->src.size : 1);
@@ -260,24 +384,24 @@ static fm_err load_dense(fm_model *m, bool verify, fm_error *e)
                 r = fm_error_set(e, FM_E_NOMEM, "%s: out of memory", m->path);
                 break;
             }
-            r = read_src(m, &x->src, tmp, verify, e);
+            r = read_src(m, &x->src, tmp, m->verify, e);
             if (!r) r = fm_dequantize(x->src.qtype, tmp, (size_t)x->src.size, (float *)dst, x->bytes / 4, e);
             free(tmp);
         } else {
-            r = read_src(m, &x->src, dst, verify, e);
+            r = read_src(m, &x->src, dst, m->verify, e);
         }
         if (r) {
             fm_error_prefix(e, "%s: tensor %s", m->path, x->src.name);
             break;
         }
-        fm_tensor *t = x->dst;
-        t->qtype = x->f32 ? FM_Q_F32 : x->src.qtype;
-        t->n_dims = x->src.n_dims;
-        memcpy(t->ne, x->src.ne, sizeof t->ne);
-        t->size = x->bytes;
-        t->data = dst;
+        x->dst->data = dst;
     }
-    free(it);
+    if (!r && (r = check_types(m, e)) == FM_OK && m->n_resident_layers < c->n_layer) {
+        if ((r = build_layer_catalog(m, p, m->verify, e))) return r;
+        fm_experts_simple_opts so = {m->layer_catalog->max_blob_size, 1, m->verify};
+        r = fm_experts_open_simple(m->layer_catalog, &so, &m->layers, e);
+    }
+    if (!r) m->dense_loaded = true;
     return r;
 }
 
@@ -408,8 +532,9 @@ fm_err fm_model_open(fm_model **out, const char *path, const fm_model_opts *opts
         r = fm_error_set(e, FM_E_NOMEM, "out of memory");
         goto fail;
     }
-    if ((r = load_dense(m, o.verify, e))) goto fail;
-    if ((r = check_types(m, e))) goto fail;
+    m->verify = o.verify;
+    if ((r = plan_dense(m, e))) goto fail;
+    if (!o.defer_dense && (r = fm_model_load_dense(m, c->n_layer, e))) goto fail;
     if (c->n_expert) {
         if (m->is_gguf) r = fm_expert_catalog_from_gguf(m->gguf, m->hparams, &m->catalog, e);
         else r = fm_expert_catalog_from_bundle(m->bundle, m->hparams, &m->catalog, e);
@@ -440,6 +565,10 @@ void fm_model_close(fm_model *m)
     if (!m) return;
     fm_experts_free(m->experts);
     fm_expert_catalog_free(m->catalog);
+    fm_experts_free(m->layers);
+    fm_expert_catalog_free(m->layer_catalog);
+    free(m->layer_bytes);
+    plan_free(m);
     free(m->arena);
     free(m->w.layers);
     json_decref(m->hparams);

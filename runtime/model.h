@@ -62,6 +62,9 @@ typedef struct fm_layer_weights {
     fm_tensor ffn_norm, ffn_gate, ffn_up, ffn_down, post_ffn_norm;
     fm_tensor gate_inp, gate_inp_shexp, gate_shexp, up_shexp, down_shexp;
     bool moe;           /* experts via fm_model.experts */
+    bool streamed;      /* the matrices below are read through fm_model.layers (data NULL here) */
+    uint32_t n_stream;  /* streamed: layer catalog matrix k is the fm_tensor at byte offset */
+    uint16_t stream_off[FM_EXPERT_MAX_MATS]; /* stream_off[k] of this struct */
     bool swa;           /* sliding-window attention layer */
     float rope_theta;   /* this layer's base */
     float rope_freq_scale;
@@ -78,6 +81,8 @@ typedef struct fm_model_opts {
     uint32_t expert_pinned_max; /* most experts the forward pass holds at once; 0 = 1 */
     bool verify;                /* check SHA-256 of bundle tensors and experts */
     bool io_direct;             /* bundles: also open an O_DIRECT descriptor */
+    bool defer_dense;           /* read no dense tensor yet: the caller sizes the budget from
+                                   the fm_model's figures, then calls fm_model_load_dense */
 } fm_model_opts;
 
 typedef struct fm_model {
@@ -91,7 +96,21 @@ typedef struct fm_model {
     fm_expert_catalog *catalog;
     fm_experts *experts; /* NULL for dense models; may be replaced by the caller (another source) */
     void *arena;         /* dense tensor memory */
-    uint64_t dense_bytes;
+    uint64_t dense_bytes;   /* bytes in the arena */
+    /* Layer streaming (dense weights that do not fit): the weight matrices
+     * of layers n_resident_layers.. are not in the arena; each such layer is
+     * "expert 0" of its layer in layer_catalog and the forward pass acquires
+     * it from `layers` (the simple source here; fm-run installs the stream
+     * source). Norms, biases and the global tensors always stay resident. */
+    uint64_t fixed_bytes;   /* dense bytes that are always resident (globals, norms, biases) */
+    uint64_t *layer_bytes;  /* [n_layer]: bytes of each layer's weight matrices */
+    uint64_t layer_bytes_total, layer_bytes_max;
+    uint32_t n_resident_layers; /* == n_layer when nothing streams */
+    bool dense_loaded;
+    fm_expert_catalog *layer_catalog; /* NULL when nothing streams */
+    fm_experts *layers;     /* NULL when nothing streams; may be replaced by the caller */
+    void *plan;             /* internal: the dense tensor list (until closed) */
+    bool verify;            /* opts.verify */
 } fm_model;
 
 /* Opens a bundle or a .gguf file (by content: GGUF magic, else a bundle),
@@ -99,6 +118,13 @@ typedef struct fm_model {
  * dense tensors into memory and sets up the simple expert source. opts may be
  * NULL. */
 fm_err fm_model_open(fm_model **out, const char *path, const fm_model_opts *opts, fm_error *e);
+/* With defer_dense: reads the global tensors, every layer's norms/biases and
+ * the weight matrices of layers [0, n_resident_layers) into memory; the
+ * matrices of the other layers stream (layer_catalog + a simple source that
+ * keeps one layer). n_resident_layers >= n_layer: everything resident. Once. */
+fm_err fm_model_load_dense(fm_model *m, uint32_t n_resident_layers, fm_error *e);
+/* Layers [0, r) whose matrices fit in `bytes` (their sum), at most n_layer. */
+uint32_t fm_model_resident_layers_for(const fm_model *m, uint64_t bytes);
 void fm_model_close(fm_model *m);
 
 #endif

@@ -50,7 +50,7 @@ typedef struct job {
 /* Per layer: where each piece goes in a slot. */
 typedef struct layer_layout {
     uint64_t region_off[FM_EXPERT_MAX_PIECES];
-    uint32_t mat_piece[FM_EXPERT_N_MATS]; /* which piece holds matrix k */
+    uint32_t mat_piece[FM_EXPERT_MAX_MATS]; /* which piece holds matrix k */
 } layer_layout;
 
 typedef struct stream {
@@ -103,9 +103,10 @@ static fm_err build_layout(stream *s, fm_error *e)
     for (uint32_t il = 0; il < c->n_layer; il++) {
         const fm_expert_layer_desc *L = &c->layers[il];
         if (!L->present) continue;
-        if (L->n_pieces < 1 || L->n_pieces > FM_EXPERT_MAX_PIECES || L->n_expert > c->n_expert)
-            return fm_error_set(e, FM_E_ARG, "%s: blk.%u: %u pieces, %u experts (catalog has %u)", c->path, il,
-                                L->n_pieces, L->n_expert, c->n_expert);
+        if (L->n_pieces < 1 || L->n_pieces > FM_EXPERT_MAX_PIECES || L->n_expert > c->n_expert || L->n_mats < 1 ||
+            L->n_mats > FM_EXPERT_MAX_MATS)
+            return fm_error_set(e, FM_E_ARG, "%s: blk.%u: %u pieces, %u matrices, %u experts (catalog has %u)",
+                                c->path, il, L->n_pieces, L->n_mats, L->n_expert, c->n_expert);
         uint64_t rlen[FM_EXPERT_MAX_PIECES] = {0};
         for (uint32_t x = 0; x < L->n_expert; x++) {
             const fm_expert_piece *p = fm_expert_catalog_pieces(c, il, x);
@@ -128,18 +129,18 @@ static fm_err build_layout(stream *s, fm_error *e)
             s->lay[il].region_off[j] = off;
             off += rlen[j];
         }
-        for (int k = 0; k < FM_EXPERT_N_MATS; k++) {
+        for (uint32_t k = 0; k < L->n_mats; k++) {
             const fm_expert_mat *m = &L->mats[k];
             uint64_t bytes;
             if (!fm_mul_u64(m->row_bytes, m->rows, &bytes))
-                return fm_error_set(e, FM_E_RANGE, "%s: blk.%u matrix %d too large", c->path, il, k);
+                return fm_error_set(e, FM_E_RANGE, "%s: blk.%u matrix %u too large", c->path, il, k);
             uint32_t j = 0;
             while (j < L->n_pieces &&
                    !(L->mat_off[k] >= p0[j].blob_off && L->mat_off[k] - p0[j].blob_off <= p0[j].size &&
                      bytes <= p0[j].size - (L->mat_off[k] - p0[j].blob_off)))
                 j++;
             if (j == L->n_pieces)
-                return fm_error_set(e, FM_E_ARG, "%s: blk.%u: matrix %d (offset %llu, %llu bytes) lies in no piece",
+                return fm_error_set(e, FM_E_ARG, "%s: blk.%u: matrix %u (offset %llu, %llu bytes) lies in no piece",
                                     c->path, il, k, U64(L->mat_off[k]), U64(bytes));
             s->lay[il].mat_piece[k] = j;
         }
@@ -153,7 +154,7 @@ static void view(const stream *s, uint32_t layer, uint32_t expert, const sslot *
 {
     const fm_expert_layer_desc *L = &s->c->layers[layer];
     const fm_expert_piece *p = fm_expert_catalog_pieces(s->c, layer, expert);
-    for (int k = 0; k < FM_EXPERT_N_MATS; k++) {
+    for (uint32_t k = 0; k < L->n_mats; k++) {
         uint32_t j = s->lay[layer].mat_piece[k];
         out->m[k] = L->mats[k];
         out->m[k].data = x->buf + s->lay[layer].region_off[j] + lead_of(p[j].file_off) + (L->mat_off[k] - p[j].blob_off);
@@ -217,40 +218,14 @@ static fm_err read_chunk(stream *s, uint32_t layer, uint32_t expert, uint32_t j,
     return r;
 }
 
-/* SHA-256 of the blob as the catalog defines it: pieces at their blob
- * offsets, gaps zero. */
+/* The expert's digest(s) (fm_expert_catalog_verify) over its slot. */
 static fm_err verify_blob(stream *s, uint32_t layer, uint32_t expert, const uint8_t *buf, fm_error *e)
 {
-    const fm_expert_catalog *c = s->c;
-    const fm_expert_layer_desc *L = &c->layers[layer];
-    const fm_expert_piece *p = fm_expert_catalog_pieces(c, layer, expert);
-    static const uint8_t zeros[256];
-    fm_sha256 h;
-    fm_err r = fm_sha256_init(&h, e);
-    if (r) return r;
-    uint64_t pos = 0;
-    for (uint32_t j = 0; j <= L->n_pieces; j++) {
-        uint64_t upto = j < L->n_pieces ? p[j].blob_off : L->blob_size;
-        while (pos < upto) {
-            uint64_t n = upto - pos < sizeof zeros ? upto - pos : sizeof zeros;
-            fm_sha256_update(&h, zeros, (size_t)n);
-            pos += n;
-        }
-        if (j == L->n_pieces) break;
-        fm_sha256_update(&h, buf + s->lay[layer].region_off[j] + lead_of(p[j].file_off), (size_t)p[j].size);
-        pos += p[j].size;
-    }
-    uint8_t d[32];
-    fm_sha256_final(&h, d);
-    const uint8_t *want = c->sha256[(uint64_t)layer * c->n_expert + expert];
-    if (memcmp(d, want, 32) != 0) {
-        char hw[65], hd[65];
-        fm_sha256_hex(want, hw);
-        fm_sha256_hex(d, hd);
-        return fm_error_set(e, FM_E_CHECKSUM, "%s: blk.%u expert %u: SHA-256 mismatch: manifest %s, data %s",
-                            c->path, layer, expert, hw, hd);
-    }
-    return FM_OK;
+    const fm_expert_layer_desc *L = &s->c->layers[layer];
+    const fm_expert_piece *p = fm_expert_catalog_pieces(s->c, layer, expert);
+    const uint8_t *at[FM_EXPERT_MAX_PIECES];
+    for (uint32_t j = 0; j < L->n_pieces; j++) at[j] = buf + s->lay[layer].region_off[j] + lead_of(p[j].file_off);
+    return fm_expert_catalog_verify(s->c, layer, expert, at, e);
 }
 
 /* ----------------------------------------------------------- the queue */
@@ -350,13 +325,15 @@ static sslot *take_slot(stream *s, bool may_protected)
         return x;
     }
     sslot *best = NULL;
-    int best_cls = 3;
+    int best_cls = 4;
     for (uint32_t i = 0; i < s->n_slots; i++) {
         sslot *x = &s->slots[i];
         if (!evictable(x)) continue;
-        /* class: 0 failed, 1 unprotected, 2 protected */
-        int cls = x->state == S_ERROR ? 0 : (x->prot_epoch == s->epoch ? 2 : 1);
-        if (cls == 2 && !may_protected) continue;
+        /* class: 0 failed, 1 used, 2 read ahead and not used yet (an earlier
+         * prefetch's: wanted soon, e.g. the next streamed layers), 3
+         * protected by the current prefetch */
+        int cls = x->state == S_ERROR ? 0 : (x->prot_epoch == s->epoch ? 3 : (x->fresh ? 2 : 1));
+        if (cls == 3 && !may_protected) continue;
         if (!best || cls < best_cls) {
             best = x;
             best_cls = cls;
@@ -390,7 +367,7 @@ static void start_read(stream *s, sslot *x, uint64_t key, bool urgent, bool by_p
     x->last_use = ++s->tick; /* as recent as a use: not the next victim */
     x->fresh = true;
     x->by_prefetch = by_prefetch;
-    x->verify = s->o.verify && c->sha256 && !s->verified[key];
+    x->verify = s->o.verify && (c->sha256 || c->piece_sha256) && !s->verified[key];
     const fm_expert_piece *p = fm_expert_catalog_pieces(c, layer, (uint32_t)(key % c->n_expert));
     x->started = 0;
     x->pending = 0;

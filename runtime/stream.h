@@ -19,7 +19,10 @@
  *     from eviction by later prefetches (a prefetch that finds no slot stops:
  *     acquire will read the rest itself), so a prefetch never evicts its own
  *     experts.
- *   - Eviction (FM_STREAM_EVICT_*): LRU, or LFRU = lowest decayed use count
+ *   - Eviction takes, in this order: a failed slot, a used one, one read
+ *     ahead by an earlier prefetch and not acquired yet, and (acquire only)
+ *     one protected by the current prefetch; within a class:
+ *   - (FM_STREAM_EVICT_*): LRU, or LFRU = lowest decayed use count
  *     first (counts kept per (layer, expert), also for experts not in the
  *     cache, halved every FM_STREAM_LFRU_HALF_LIFE acquires of that layer),
  *     ties to the least recently used. MoE routers have hot experts; LFRU

@@ -4,6 +4,7 @@
  *          [--min-p M] [--repeat-penalty R] [--repeat-last-n N] [--seed S]
  *          [--ctx N] [--ram-budget B] [--io cached|direct] [--stats FILE.json]
  *          [--exact] [--chat] [--verify] [--verify-experts] [--io-threads N]
+ *          [--resident-layers N]
  *   fm-run MODEL --tokens "ID ID ..." --logits-out FILE [--force]  (float32 [n][n_vocab])
  *   fm-run MODEL --tokenize TEXT                           (prints ids)
  *
@@ -44,11 +45,14 @@ static void usage(FILE *f)
             "              [--min-p M] [--repeat-penalty R] [--repeat-last-n N] [--seed S]\n"
             "              [--ctx N] [--ram-budget BYTES[K|M|G]] [--io cached|direct]\n"
             "              [--stats FILE.json] [--exact] [--chat] [--verify]\n"
-            "              [--verify-experts] [--io-threads N]\n"
+            "              [--verify-experts] [--io-threads N] [--resident-layers N]\n"
             "       fm-run MODEL --tokens \"ID ID ...\" --logits-out FILE [--force] [--exact] [-t T]\n"
             "       fm-run MODEL --tokenize TEXT\n"
             "MODEL: an fm bundle or a .gguf file. --temp 0 is greedy. --exact: float\n"
-            "activations in quantized matmuls (default: llama.cpp's 8-bit activations).\n");
+            "activations in quantized matmuls (default: llama.cpp's 8-bit activations).\n"
+            "--ram-budget: memory for the whole run (default: from MemAvailable or the\n"
+            "cgroup limit); dense layers that do not fit stream from the file like experts.\n"
+            "--resident-layers N: keep only the first N layers' weights resident, stream the rest.\n");
 }
 
 static bool parse_u64(const char *s, uint64_t *out)
@@ -155,12 +159,14 @@ typedef struct opts {
     uint64_t n_predict, threads, ctx, ram_budget, seed;
     bool have_seed, exact, chat, verify, io_direct, force;
     uint64_t io_threads;  /* streaming expert source (runtime/stream.h) */
+    uint64_t resident_layers; /* --resident-layers N (+1; 0 = from the budget) */
     bool verify_experts;
     fm_sampler_params sp;
 } opts;
 
 static int write_stats(const opts *o, const fm_model *m, uint32_t n_prompt, double t_prompt, uint32_t n_gen,
-                       double t_gen, const fm_experts_stats *x_prompt, const fm_experts_stats *x_all)
+                       double t_gen, const fm_experts_stats *x_prompt, const fm_experts_stats *x_all,
+                       const fm_experts_stats *l_prompt, const fm_experts_stats *l_all)
 {
     json_t *j = json_object();
     uint64_t dec_bytes = x_all->bytes_read - x_prompt->bytes_read;
@@ -186,6 +192,14 @@ static int write_stats(const opts *o, const fm_model *m, uint32_t n_prompt, doub
     json_object_set_new(j, "decode_expert_cache_hit_rate", json_real(dec_acq ? (double)dec_hits / (double)dec_acq : 0));
     json_object_set_new(j, "expert_cache_bytes", json_integer((json_int_t)x_all->cache_bytes));
     json_object_set_new(j, "expert_read_seconds", json_real(x_all->read_seconds));
+    json_object_set_new(j, "layers_total", json_integer(m->config.n_layer));
+    json_object_set_new(j, "layers_resident", json_integer(m->n_resident_layers));
+    json_object_set_new(j, "layer_bytes_read", json_integer((json_int_t)l_all->bytes_read));
+    uint64_t streamed = 0;
+    for (uint32_t i = m->n_resident_layers; i < m->config.n_layer; i++) streamed += m->layer_bytes[i];
+    json_object_set_new(j, "layer_bytes_streamed", json_integer((json_int_t)streamed));
+    json_object_set_new(j, "decode_layer_bytes_read_per_token",
+                        json_real(n_gen ? (double)(l_all->bytes_read - l_prompt->bytes_read) / n_gen : 0));
     json_object_set_new(j, "peak_rss_bytes", json_integer((json_int_t)peak_rss_bytes()));
     int rc = json_dump_file(j, o->stats, JSON_INDENT(1) | JSON_SORT_KEYS);
     json_decref(j);
@@ -276,7 +290,7 @@ static int run_generate(const opts *o, fm_model *m, fm_pool *pool, const fm_tok 
     for (size_t i = 0; i < n_ids; i++) fm_sampler_accept(smp, ids[i]);
     size_t cap = fm_tok_max_piece(tok) + 8;
     piece = malloc(cap);
-    fm_experts_stats x0 = {0}, x1 = {0}, x2 = {0};
+    fm_experts_stats x0 = {0}, x1 = {0}, x2 = {0}, l1 = {0}, l2 = {0};
     if (m->experts) fm_experts_get_stats(m->experts, &x0);
     double t0 = now_s();
     if ((r = fm_forward(s, ids, (uint32_t)n_ids, NULL, &e))) {
@@ -285,6 +299,7 @@ static int run_generate(const opts *o, fm_model *m, fm_pool *pool, const fm_tok 
     }
     double t1 = now_s();
     if (m->experts) fm_experts_get_stats(m->experts, &x1);
+    if (m->layers) fm_experts_get_stats(m->layers, &l1);
     fm_tok_stream ts;
     fm_tok_stream_init(&ts, 0);
     uint32_t n_gen = 0;
@@ -312,6 +327,7 @@ static int run_generate(const opts *o, fm_model *m, fm_pool *pool, const fm_tok 
     fflush(stdout);
     double t2 = now_s();
     if (m->experts) fm_experts_get_stats(m->experts, &x2);
+    if (m->layers) fm_experts_get_stats(m->layers, &l2);
     x1.bytes_read -= x0.bytes_read;
     x1.acquired -= x0.acquired;
     x1.hits -= x0.hits;
@@ -322,8 +338,11 @@ static int run_generate(const opts *o, fm_model *m, fm_pool *pool, const fm_tok 
         fprintf(stderr, ", expert cache hit rate %.3f, %.1f MiB read per decoded token",
                 x2.acquired ? (double)x2.hits / (double)x2.acquired : 0,
                 n_gen ? (double)(x2.bytes_read - x1.bytes_read - x0.bytes_read) / n_gen / 1048576.0 : 0);
+    if (m->layers)
+        fprintf(stderr, ", layers %u/%u resident, %.1f MiB of layers read per decoded token", m->n_resident_layers,
+                m->config.n_layer, n_gen ? (double)(l2.bytes_read - l1.bytes_read) / n_gen / 1048576.0 : 0);
     fprintf(stderr, ", peak RSS %.1f MiB\n", (double)peak_rss_bytes() / 1048576.0);
-    if (o->stats) rc = write_stats(o, m, (uint32_t)n_ids, tp, n_gen, tg, &x1, &x2);
+    if (o->stats) rc = write_stats(o, m, (uint32_t)n_ids, tp, n_gen, tg, &x1, &x2, &l1, &l2);
 out:
     free(piece);
     free(ids);
@@ -332,33 +351,107 @@ out:
     return rc;
 }
 
-/* Replaces the model's expert source with the streaming one (runtime/stream.h).
- * --ram-budget B is the whole process: dense weights, the f32 KV cache and 64
- * MiB of scratch come off it, the rest is the expert cache. Without it: 3/4
- * of what a memory cgroup limit leaves (v1 or v2, ancestors included), else
- * half of MemAvailable, both measured after the dense weights are loaded,
- * minus the KV cache and scratch. */
-static int use_stream(const opts *o, fm_model *m)
+/* The KV cache fm-run will allocate (f32 keys and values, every layer). */
+static uint64_t kv_bytes(const opts *o, const fm_model *m)
 {
     const fm_config *c = &m->config;
     uint64_t ctx = o->ctx ? o->ctx : (o->tokens ? 4096 : o->n_predict + 512);
     if (!o->ctx && ctx > c->n_ctx_train) ctx = c->n_ctx_train;
-    uint64_t kv = (uint64_t)c->n_layer * ctx * ((uint64_t)c->n_head_kv * (c->head_dim_k + c->head_dim_v)) * 4;
-    uint64_t scratch = 64ull << 20, budget;
-    bool limited = false;
+    return (uint64_t)c->n_layer * ctx * ((uint64_t)c->n_head_kv * (c->head_dim_k + c->head_dim_v)) * 4;
+}
+
+#define SCRATCH_BYTES (64ull << 20)
+#define LAYER_SLOTS 4 /* streamed layers: the current one, FM's 2 read ahead, one spare */
+
+/* Bytes a stream slab of n slots for the layer catalog takes (each piece
+ * rounded to FM_STREAM_DIO_ALIGN on both ends, as the stream source lays
+ * slots out). */
+static uint64_t layer_slot_bytes(const fm_model *m)
+{
+    return m->layer_bytes_max + (uint64_t)FM_EXPERT_MAX_MATS * 2 * FM_STREAM_DIO_ALIGN;
+}
+
+/* The memory plan. --ram-budget B is the whole process: the KV cache, 64
+ * MiB of scratch, the always-resident dense tensors (embeddings, output,
+ * norms), then the layers' weight matrices, then the expert cache. Without
+ * it, B = 3/4 of what a memory cgroup limit leaves (v1 or v2, ancestors
+ * included), else MemAvailable (dense models) or half of it (MoE: the page
+ * cache keeps the rest of the experts warm). When the layers' matrices do
+ * not fit, the first layers that do stay resident and the rest stream
+ * (LAYER_SLOTS buffers); a MoE model keeps a quarter of B (at least 3
+ * experts) for its expert cache. Loads the dense tensors; sets *expert_budget. */
+static int plan_memory(const opts *o, fm_model *m, uint64_t *expert_budget, bool *limited)
+{
+    const fm_config *c = &m->config;
+    const bool moe = m->catalog != NULL;
+    uint64_t kv = kv_bytes(o, m), B;
+    *limited = false;
     if (o->ram_budget) {
-        uint64_t fixed = m->dense_bytes + kv + scratch;
-        if (o->ram_budget <= fixed + m->catalog->max_blob_size)
-            return fail(EXIT_USAGE, "--ram-budget %llu B is below dense weights + KV cache + scratch (%llu B)",
-                        (unsigned long long)o->ram_budget, (unsigned long long)fixed);
-        budget = o->ram_budget - fixed;
+        B = o->ram_budget;
     } else {
         uint64_t avail = 0;
-        if (!fm_stream_mem_available(&avail, &limited)) avail = 4ull << 30;
-        avail = limited ? avail / 4 * 3 : avail / 2;
-        budget = avail > kv + scratch ? avail - kv - scratch : 0; /* 0 -> the minimum: 2 slots */
-        if (budget == 0) budget = 1;
+        if (!fm_stream_mem_available(&avail, limited)) avail = 4ull << 30;
+        B = *limited ? avail / 4 * 3 : (moe ? avail / 2 : avail);
     }
+    uint64_t fixed = kv + SCRATCH_BYTES + m->fixed_bytes;
+    uint64_t expert_min = moe ? m->catalog->max_blob_size * 3 : 0, expert_want = expert_min;
+    if (moe && B / 4 > expert_want) expert_want = B / 4;
+    uint32_t R = c->n_layer;
+    uint64_t layer_mem = m->layer_bytes_total, resident = m->layer_bytes_total;
+    if (fixed + m->layer_bytes_total + expert_want > B) { /* the layers do not all fit: stream some */
+        uint64_t slab = LAYER_SLOTS * layer_slot_bytes(m);
+        if (fixed + slab + expert_min > B)
+            return fail(EXIT_USAGE,
+                        "--ram-budget %llu B is below the minimum %llu B (KV cache, scratch, resident tensors, %d "
+                        "layer buffers%s)",
+                        (unsigned long long)B, (unsigned long long)(fixed + slab + expert_min), LAYER_SLOTS,
+                        moe ? ", 3 experts" : "");
+        uint64_t room = B - fixed - slab - (fixed + slab + expert_want <= B ? expert_want : expert_min);
+        R = fm_model_resident_layers_for(m, room);
+        resident = 0;
+        for (uint32_t i = 0; i < R; i++) resident += m->layer_bytes[i];
+        layer_mem = resident + slab;
+    }
+    if (o->resident_layers && o->resident_layers - 1 < R) { /* asked for fewer */
+        R = (uint32_t)(o->resident_layers - 1);
+        resident = 0;
+        for (uint32_t i = 0; i < R; i++) resident += m->layer_bytes[i];
+        layer_mem = resident + LAYER_SLOTS * layer_slot_bytes(m);
+    }
+    fm_error e = {0};
+    if (fm_model_load_dense(m, R, &e)) return fail(EXIT_FAIL, "%s", e.msg);
+    *expert_budget = B > fixed + layer_mem ? B - fixed - layer_mem : 1; /* 1 -> the minimum: 2 slots */
+    if (!m->layers) return 0;
+    fm_experts_stream_opts so;
+    fm_experts_stream_opts_init(&so);
+    so.budget_bytes = LAYER_SLOTS * layer_slot_bytes(m);
+    so.n_threads = (uint32_t)o->io_threads;
+    so.n_pinned_max = 1;
+    so.io = o->io_direct ? FM_STREAM_IO_DIRECT : FM_STREAM_IO_CACHED;
+    so.evict = FM_STREAM_EVICT_LRU;
+    so.verify = o->verify || o->verify_experts;
+    so.chunk_bytes = 1u << 20; /* a layer's matrices are large: many reads in flight */
+    fm_experts *x = NULL;
+    if (fm_experts_open_stream(m->layer_catalog, &so, &x, &e)) return fail(EXIT_FAIL, "%s", e.msg);
+    fm_experts_free(m->layers);
+    m->layers = x;
+    fm_experts_stream_info in;
+    fm_experts_stream_info_get(x, &in);
+    fprintf(stderr,
+            "fm-run: layers: %u of %u resident (%.1f MiB), %u stream (%.1f MiB per token), %llu buffers of %.2f MiB, "
+            "%u I/O threads, io %s\n",
+            R, c->n_layer, (double)resident / 1048576.0, c->n_layer - R,
+            (double)(m->layer_bytes_total - resident) / 1048576.0,
+            (unsigned long long)in.n_slots, (double)in.slot_bytes / 1048576.0, in.n_threads,
+            in.io == FM_STREAM_IO_DIRECT ? "direct" : "cached");
+    return 0;
+}
+
+/* Replaces the model's expert source with the streaming one (runtime/stream.h)
+ * over budget bytes of expert cache. */
+static int use_stream(const opts *o, fm_model *m, uint64_t budget, bool limited)
+{
+    const fm_config *c = &m->config;
     fm_experts_stream_opts so;
     fm_experts_stream_opts_init(&so);
     so.budget_bytes = budget;
@@ -474,6 +567,11 @@ int main(int argc, char **argv)
             o.verify = true;
         } else if (!strcmp(a, "--verify-experts")) {
             o.verify_experts = true;
+        } else if (!strcmp(a, "--resident-layers")) {
+            NEED();
+            if (!parse_u64(v, &o.resident_layers) || o.resident_layers > UINT32_MAX)
+                return fail(EXIT_USAGE, "--resident-layers: bad number %s", v);
+            o.resident_layers++;
         } else if (!strcmp(a, "--io-threads")) {
             NEED();
             if (!parse_u64(v, &o.io_threads) || o.io_threads < 1 || o.io_threads > FM_STREAM_MAX_THREADS)
@@ -503,11 +601,15 @@ int main(int argc, char **argv)
     fm_model_opts mo = {0};
     mo.verify = o.verify;
     mo.io_direct = o.io_direct;
+    mo.defer_dense = true;
     fm_model *m = NULL;
     int rc0;
     fm_err r = fm_model_open(&m, o.model, &mo, &e);
     if (r) return fail(r == FM_E_NOMEM ? EXIT_FAIL : EXIT_USAGE, "%s", e.msg); /* unreadable or invalid: 2 */
-    if (m->catalog && (rc0 = use_stream(&o, m)) != 0) {
+    uint64_t expert_budget = 0;
+    bool limited = false;
+    if ((rc0 = plan_memory(&o, m, &expert_budget, &limited)) != 0 ||
+        (m->catalog && (rc0 = use_stream(&o, m, expert_budget, limited)) != 0)) {
         fm_model_close(m);
         return rc0;
     }

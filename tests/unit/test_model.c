@@ -164,6 +164,36 @@ static void test_backends(const char *fixture, fm_pool *pool)
         CHECK(st.misses > mb->config.n_expert && st.cache_bytes <= 2 * mb->catalog->max_blob_size);
         free(c);
     }
+    /* dense layers streamed (layer catalog + simple source keeping one
+     * layer): R = 0 and 1 resident layers, from the GGUF and the verified
+     * bundle: the same bytes */
+    for (int src = 0; src < 2; src++) {
+        for (uint32_t R = 0; R < 2; R++) {
+            fm_model *ms = NULL;
+            fm_model_opts od = {0};
+            od.defer_dense = true;
+            od.verify = src == 1;
+            CHECKF(fm_model_open(&ms, src ? bpath : gpath, &od, &e) == FM_OK, "%s", e.msg);
+            if (!ms) continue;
+            CHECK(!ms->dense_loaded && ms->layer_bytes_total > 0 && ms->layer_bytes[0] > 0);
+            CHECK(fm_model_resident_layers_for(ms, 0) == 0);
+            CHECK(fm_model_resident_layers_for(ms, ms->layer_bytes[0]) == 1);
+            CHECK(fm_model_resident_layers_for(ms, UINT64_MAX) == ms->config.n_layer);
+            CHECKF(fm_model_load_dense(ms, R, &e) == FM_OK, "%s", e.msg);
+            CHECK(fm_model_load_dense(ms, R, &e) == FM_E_ARG); /* once */
+            CHECK(ms->n_resident_layers == R && ms->layers && ms->layer_catalog);
+            CHECK(ms->dense_bytes < mg->dense_bytes);
+            float *c = run(ms, pool, ids, 24);
+            CHECKF(memcmp(a, c, nb) == 0, "%s: %s with %u resident layers: logits differ", fixture,
+                   src ? "bundle" : "gguf", R);
+            fm_experts_stats st;
+            fm_experts_get_stats(ms->layers, &st);
+            /* 24 tokens in chunks of 16: every streamed layer acquired twice */
+            CHECKF(st.acquired == 2 * (ms->config.n_layer - R), "acquired %llu", (unsigned long long)st.acquired);
+            free(c);
+            fm_model_close(ms);
+        }
+    }
     free(a);
     free(b);
     fm_model_close(mg);

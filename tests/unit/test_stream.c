@@ -86,6 +86,7 @@ static fm_expert_catalog *make_catalog(int fd)
         L->present = true;
         L->n_expert = NE;
         L->n_pieces = il == 0 ? 1 : 3;
+        L->n_mats = FM_EXPERT_N_MATS;
         L->blob_size = BLOB;
         for (int k = 0; k < FM_EXPERT_N_MATS; k++) {
             fm_expert_mat *m = &L->mats[k];
