@@ -16,10 +16,71 @@ static inline int32_t hsum_i32x8(__m256i v)
     return _mm_cvtsi128_si32(s);
 }
 
+#ifndef PF_AHEAD
+#define PF_AHEAD 3072
+#endif
+
+/* The gemv order needs only each super-block's whole integer sums: one
+ * horizontal add per block, the mins' sum by one madd. */
+static float gemv_q4_K(size_t nb, const fm_block_q4_K *x, const fm_block_q8_K *y)
+{
+    const uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    /* pshufb masks: int16 scale k (bytes 2k, 2k+1 of the 8 int16 scales) in every lane */
+    __m256i ks[8];
+    for (int k = 0; k < 8; k++) ks[k] = _mm256_set1_epi16((short)((2 * k) | ((2 * k + 1) << 8)));
+    float acc = 0.0f, accm = 0.0f;
+    for (size_t b = 0; b < nb; b++) {
+        /* software prefetch PF_AHEAD bytes ahead (as the tile kernels in
+         * kernels_avx2.c do): rows are contiguous, so this runs into the
+         * next rows; a prefetch never faults */
+        const char *pf = (const char *)(x + b) + PF_AHEAD;
+        _mm_prefetch(pf, _MM_HINT_T0);
+        _mm_prefetch(pf + 64, _MM_HINT_T0);
+        _mm_prefetch(pf + 128, _MM_HINT_T0);
+        uint32_t u[4];
+        memcpy(u, x[b].scales, 12);
+        u[3] = ((u[2] >> 4) & kmask2) | (((u[1] >> 6) & kmask3) << 4);
+        const uint32_t uaux = u[1] & kmask1;
+        u[1] = (u[2] & kmask2) | (((u[0] >> 6) & kmask3) << 4);
+        u[2] = uaux;
+        u[0] &= kmask1;
+        /* u[0..1]: the 8 scales, u[2..3]: the 8 mins (bytes), as int16 */
+        const __m128i sc16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)((uint64_t)u[0] | ((uint64_t)u[1] << 32))));
+        const __m128i mn16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)((uint64_t)u[2] | ((uint64_t)u[3] << 32))));
+        const __m256i scv = _mm256_broadcastsi128_si256(sc16);
+        __m256i iacc = _mm256_setzero_si256();
+        for (int sb = 0; sb < 4; sb++) {
+            const __m256i raw = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * sb));
+            const __m256i lo = _mm256_and_si256(raw, m4);
+            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+            const __m256i a0 = _mm256_loadu_si256((const __m256i *)(y[b].qs + 64 * sb));
+            const __m256i a1 = _mm256_loadu_si256((const __m256i *)(y[b].qs + 64 * sb + 32));
+            /* u4 * s8 pair sums fit int16 (<= 2*15*128); times the 6-bit scale in int32 */
+            iacc = _mm256_add_epi32(iacc, _mm256_madd_epi16(_mm256_maddubs_epi16(lo, a0), _mm256_shuffle_epi8(scv, ks[2 * sb])));
+            iacc = _mm256_add_epi32(iacc,
+                                    _mm256_madd_epi16(_mm256_maddubs_epi16(hi, a1), _mm256_shuffle_epi8(scv, ks[2 * sb + 1])));
+        }
+        /* bsums: 16 int16, pairs summed -> 8 sums matching the 8 mins */
+        const __m256i bs = _mm256_loadu_si256((const __m256i *)y[b].bsums);
+        const __m128i bsp = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+        __m128i mins = _mm_madd_epi16(mn16, bsp);
+        mins = _mm_add_epi32(mins, _mm_shuffle_epi32(mins, 0x4e));
+        mins = _mm_add_epi32(mins, _mm_shuffle_epi32(mins, 0xb1));
+        const int32_t isum = hsum_i32x8(iacc), imin = _mm_cvtsi128_si32(mins);
+        const float ds = _cvtsh_ss(x[b].d) * y[b].d;
+        const float dm = _cvtsh_ss(x[b].dmin) * y[b].d;
+        acc = fmaf((float)isum, ds, acc);
+        accm = fmaf((float)imin, dm, accm);
+    }
+    return acc - accm;
+}
+
 float fm_repack_dot_q4_K_avx2(size_t nb, const void *vw, const void *vy, int gemm)
 {
     const fm_block_q4_K *x = vw;
     const fm_block_q8_K *y = vy;
+    if (!gemm) return gemv_q4_K(nb, x, y);
     const uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     float acc = 0.0f, accm = 0.0f;

@@ -162,6 +162,10 @@ static void mapped_prefetch(void *impl, uint32_t layer, const uint32_t *ids, uin
     uint64_t given = 0;
     for (uint32_t i = 0; i < n; i++) {
         if (ids[i] >= L->n_expert) continue;
+        pthread_mutex_lock(&s->mu);
+        const bool touched = s->flags[(uint64_t)layer * c->n_expert + ids[i]] & F_TOUCHED;
+        pthread_mutex_unlock(&s->mu);
+        if (touched) continue; /* most likely still in the page cache: the hint would only walk it */
         const fm_expert_piece *p = fm_expert_catalog_pieces(c, layer, ids[i]);
         for (uint32_t j = 0; j < L->n_pieces; j++) {
             /* inside the file (checked at open); the mapping covers whole pages */

@@ -22,8 +22,11 @@
  *     only bounds how many one acquire call may ask for.
  *   - prefetch: with willneed, madvise(MADV_WILLNEED) over each piece of
  *     each expert named (page-aligned: start rounded down, end up), which
- *     starts asynchronous read-ahead; without, a no-op. Invalid layers or
- *     ids are ignored.
+ *     starts asynchronous read-ahead; without, a no-op. Experts acquired
+ *     before are skipped (most likely still in the page cache: on a warm
+ *     model the hint only costs a walk of the page cache, ~5% of decode
+ *     time measured on bench's 8-layer model). Invalid layers or ids are
+ *     ignored.
  *   - verify: the first acquire of each (layer, expert) checks its
  *     digest(s) (fm_expert_catalog_verify over the mapped pieces: blob
  *     SHA-256 of bundles, or per-piece digests of layer catalogs; nothing to

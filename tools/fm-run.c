@@ -31,6 +31,7 @@
 #include "runtime/model.h"
 #include "runtime/pool.h"
 #include "runtime/sample.h"
+#include "runtime/mapped.h"
 #include "runtime/stream.h"
 #include "runtime/tokenizer.h"
 #define FM_CLI_PROG "fm-run"
@@ -43,7 +44,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: fm-run MODEL -p PROMPT [-n N] [-t THREADS] [--temp X] [--top-k K] [--top-p P]\n"
             "              [--min-p M] [--repeat-penalty R] [--repeat-last-n N] [--seed S]\n"
-            "              [--ctx N] [--ram-budget BYTES[K|M|G]] [--io cached|direct]\n"
+            "              [--ctx N] [--ram-budget BYTES[K|M|G]] [--io auto|cached|direct|mmap]\n"
             "              [--stats FILE.json] [--exact] [--chat] [--verify]\n"
             "              [--verify-experts] [--io-threads N] [--resident-layers N]\n"
             "       fm-run MODEL --tokens \"ID ID ...\" --logits-out FILE [--force] [--exact] [-t T]\n"
@@ -52,7 +53,10 @@ static void usage(FILE *f)
             "activations in quantized matmuls (default: llama.cpp's 8-bit activations).\n"
             "--ram-budget: memory for the whole run (default: from MemAvailable or the\n"
             "cgroup limit); dense layers that do not fit stream from the file like experts.\n"
-            "--resident-layers N: keep only the first N layers' weights resident, stream the rest.\n");
+            "--resident-layers N: keep only the first N layers' weights resident, stream the rest.\n"
+            "--io: auto (default) maps the experts zero-copy when the whole model fits in\n"
+            "memory, else streams them with pread (cached: through the page cache; direct:\n"
+            "O_DIRECT); mmap always maps.\n");
 }
 
 static bool parse_u64(const char *s, uint64_t *out)
@@ -154,10 +158,13 @@ static int parse_ids(const char *s, int32_t **ids, uint32_t *n)
     return 0;
 }
 
+enum { IO_AUTO = 0, IO_CACHED, IO_DIRECT, IO_MMAP };
+
 typedef struct opts {
     const char *model, *prompt, *tokens, *logits_out, *tokenize, *stats;
     uint64_t n_predict, threads, ctx, ram_budget, seed;
     bool have_seed, exact, chat, verify, io_direct, force;
+    int io;               /* IO_AUTO, IO_CACHED, IO_DIRECT, IO_MMAP */
     uint64_t io_threads;  /* streaming expert source (runtime/stream.h) */
     uint64_t resident_layers; /* --resident-layers N (+1; 0 = from the budget) */
     bool verify_experts;
@@ -380,18 +387,19 @@ static uint64_t layer_slot_bytes(const fm_model *m)
  * not fit, the first layers that do stay resident and the rest stream
  * (LAYER_SLOTS buffers); a MoE model keeps a quarter of B (at least 3
  * experts) for its expert cache. Loads the dense tensors; sets *expert_budget. */
-static int plan_memory(const opts *o, fm_model *m, uint64_t *expert_budget, bool *limited)
+static int plan_memory(const opts *o, fm_model *m, uint64_t *expert_budget, bool *limited, bool *experts_fit)
 {
     const fm_config *c = &m->config;
     const bool moe = m->catalog != NULL;
-    uint64_t kv = kv_bytes(o, m), B;
+    uint64_t kv = kv_bytes(o, m), B, all;
     *limited = false;
     if (o->ram_budget) {
-        B = o->ram_budget;
+        B = all = o->ram_budget;
     } else {
         uint64_t avail = 0;
         if (!fm_stream_mem_available(&avail, limited)) avail = 4ull << 30;
         B = *limited ? avail / 4 * 3 : (moe ? avail / 2 : avail);
+        all = *limited ? B : avail / 10 * 9;
     }
     uint64_t fixed = kv + SCRATCH_BYTES + m->fixed_bytes;
     uint64_t expert_min = moe ? m->catalog->max_blob_size * 3 : 0, expert_want = expert_min;
@@ -421,6 +429,13 @@ static int plan_memory(const opts *o, fm_model *m, uint64_t *expert_budget, bool
     fm_error e = {0};
     if (fm_model_load_dense(m, R, &e)) return fail(EXIT_FAIL, "%s", e.msg);
     *expert_budget = B > fixed + layer_mem ? B - fixed - layer_mem : 1; /* 1 -> the minimum: 2 slots */
+    *experts_fit = false;
+    if (moe && R == c->n_layer) { /* the whole model fits what we may use: the page cache can hold it */
+        uint64_t total = 0;
+        for (uint32_t i = 0; i < c->n_layer; i++)
+            total += m->catalog->layers[i].present ? m->catalog->layers[i].blob_size * m->catalog->layers[i].n_expert : 0;
+        *experts_fit = fixed + layer_mem + total <= all;
+    }
     if (!m->layers) return 0;
     fm_experts_stream_opts so;
     fm_experts_stream_opts_init(&so);
@@ -447,11 +462,24 @@ static int plan_memory(const opts *o, fm_model *m, uint64_t *expert_budget, bool
     return 0;
 }
 
-/* Replaces the model's expert source with the streaming one (runtime/stream.h)
- * over budget bytes of expert cache. */
-static int use_stream(const opts *o, fm_model *m, uint64_t budget, bool limited)
+/* Replaces the model's expert source: the mapped one (runtime/mapped.h;
+ * --io mmap, or --io auto when the whole model fits the memory fm-run may
+ * use: no copies, the page cache holds the experts), else the streaming one
+ * (runtime/stream.h) over `budget` bytes of expert cache. */
+static int use_experts(const opts *o, fm_model *m, uint64_t budget, bool limited, bool fit)
 {
     const fm_config *c = &m->config;
+    fm_error e = {0};
+    fm_experts *x = NULL;
+    if (o->io == IO_MMAP || (o->io == IO_AUTO && fit)) {
+        fm_experts_mapped_opts mo = {1, o->verify || o->verify_experts, true};
+        if (fm_experts_open_mapped(m->catalog, &mo, &x, &e)) return fail(EXIT_FAIL, "%s", e.msg);
+        fm_experts_free(m->experts);
+        m->experts = x;
+        fprintf(stderr, "fm-run: experts: mapped (zero-copy, the page cache holds them)%s\n",
+                o->io == IO_AUTO ? ": the model fits in memory" : "");
+        return 0;
+    }
     fm_experts_stream_opts so;
     fm_experts_stream_opts_init(&so);
     so.budget_bytes = budget;
@@ -464,8 +492,6 @@ static int use_stream(const opts *o, fm_model *m, uint64_t budget, bool limited)
     if (ev && !strcmp(ev, "lru")) so.evict = FM_STREAM_EVICT_LRU;
     so.fadvise = getenv("FM_FADVISE") && !strcmp(getenv("FM_FADVISE"), "1"); /* cached: drop pages read */
     if (getenv("FM_IO_CHUNK")) fm_stream_parse_bytes(getenv("FM_IO_CHUNK"), &so.chunk_bytes); /* bytes per read */
-    fm_error e = {0};
-    fm_experts *x = NULL;
     if (fm_experts_open_stream(m->catalog, &so, &x, &e)) return fail(EXIT_FAIL, "%s", e.msg);
     fm_experts_free(m->experts);
     m->experts = x;
@@ -542,9 +568,12 @@ int main(int argc, char **argv)
             if (!parse_bytes(v, &o.ram_budget)) return fail(EXIT_USAGE, "--ram-budget: bad size %s", v);
         } else if (!strcmp(a, "--io")) {
             NEED();
-            if (!strcmp(v, "direct")) o.io_direct = true;
-            else if (!strcmp(v, "cached")) o.io_direct = false;
-            else return fail(EXIT_USAGE, "--io: expected cached or direct");
+            if (!strcmp(v, "direct")) o.io = IO_DIRECT;
+            else if (!strcmp(v, "cached")) o.io = IO_CACHED;
+            else if (!strcmp(v, "mmap")) o.io = IO_MMAP;
+            else if (!strcmp(v, "auto")) o.io = IO_AUTO;
+            else return fail(EXIT_USAGE, "--io: expected auto, cached, direct or mmap");
+            o.io_direct = o.io == IO_DIRECT;
         } else if (!strcmp(a, "--stats")) {
             NEED();
             o.stats = v;
@@ -607,9 +636,9 @@ int main(int argc, char **argv)
     fm_err r = fm_model_open(&m, o.model, &mo, &e);
     if (r) return fail(r == FM_E_NOMEM ? EXIT_FAIL : EXIT_USAGE, "%s", e.msg); /* unreadable or invalid: 2 */
     uint64_t expert_budget = 0;
-    bool limited = false;
-    if ((rc0 = plan_memory(&o, m, &expert_budget, &limited)) != 0 ||
-        (m->catalog && (rc0 = use_stream(&o, m, expert_budget, limited)) != 0)) {
+    bool limited = false, fit = false;
+    if ((rc0 = plan_memory(&o, m, &expert_budget, &limited, &fit)) != 0 ||
+        (m->catalog && (rc0 = use_experts(&o, m, expert_budget, limited, fit)) != 0)) {
         fm_model_close(m);
         return rc0;
     }

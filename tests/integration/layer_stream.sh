@@ -1,6 +1,7 @@
 #!/bin/sh
 # Dense layers streamed from the file (issue 6: "dense models stream whole
-# layers the same way when they do not fit"). fm-run keeps the first N
+# layers the same way when they do not fit"), and the expert sources
+# fm-run picks with --io. fm-run keeps the first N
 # layers' weight matrices resident (--resident-layers N, or as many as
 # --ram-budget allows) and reads the others through the stream source each
 # token; the numbers must not change:
@@ -41,6 +42,20 @@ for f in llama qwen2 qwen3 gemma3 mixtral qwen2moe qwen3moe; do
     done
   done
   echo "ok: $f: logits identical with 0 and 1 resident layers, cached and direct"
+done
+
+# expert sources: --io auto (the fixtures fit in memory: mapped), mmap,
+# cached and direct (the stream source) give the same logits
+for f in mixtral qwen2moe qwen3moe; do
+  for io in auto mmap cached direct; do
+    if ! "$run" "$fx/$f.gguf" --tokens "$ids" --logits-out "$tmp/$f.io" --force -t 2 --io $io > /dev/null 2> "$tmp/err"; then
+      fail "$f --io $io: $(cat "$tmp/err")"; continue
+    fi
+    case $io in auto | mmap) want="experts: mapped" ;; *) want="experts: stream" ;; esac
+    grep -q "$want" "$tmp/err" || fail "$f --io $io: expected \"$want\": $(cat "$tmp/err")"
+    cmp -s "$tmp/$f.ref" "$tmp/$f.io" || fail "$f --io $io: logits differ"
+  done
+  echo "ok: $f: --io auto/mmap (mapped) and cached/direct (stream): identical logits"
 done
 
 # 2. bundle, verified streaming, then a damaged streamed tensor

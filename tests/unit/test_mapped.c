@@ -474,6 +474,12 @@ static void test_prefetch(fm_expert_catalog *c)
         fm_experts_release(x, 2, &zero, 1);
         fm_experts_get_stats(x, &st);
         CHECK(st.misses == 4 && st.hits == 0);
+        /* experts acquired before are not hinted again; 1/7 was not acquired */
+        fm_experts_prefetch(x, 1, ids, 3);
+        const uint32_t seven = 7;
+        fm_experts_prefetch(x, 0, &seven, 1);
+        fm_experts_get_stats(x, &st);
+        CHECKF(st.prefetched == (wn ? 8u : 0u), "willneed %d, again: %llu", wn, (unsigned long long)st.prefetched);
         fm_experts_free(x);
     }
 }
@@ -528,7 +534,7 @@ static void test_concurrent(fm_expert_catalog *c)
     CHECK(st.acquired == 1600 && st.hits + st.misses == 1600);
     CHECKF(st.misses == 2 * NE + 1, "%llu", (unsigned long long)st.misses); /* 1600 random picks hit all 17 */
     CHECK(st.bytes_read == 2ull * NE * BLOB + expert_bytes(2));
-    CHECK(st.prefetched == 50ull * NE);
+    CHECK(st.prefetched <= 50ull * NE); /* racing the workers: experts acquired before are not hinted */
     fm_experts_free(x);
 out:
     use_digests(c, 0);
