@@ -151,8 +151,8 @@ def run_child(argv, group=None, timeout=None, stdout=None, stderr=None, env=None
 def cmd_disk(a):
     disk = a.disk_bin
     res = {"file": a.file, "runs": []}
-    plan = [("seq", 4 << 20, 1), ("seq", 4 << 20, 4), ("rand", 16 << 10, 1), ("rand", 16 << 10, 16),
-            ("rand", a.blob, 16)]
+    plan = [("seq", 4 << 20, 1), ("seq", 4 << 20, 4), ("seq", 16 << 20, 8), ("rand", 16 << 10, 1),
+            ("rand", 16 << 10, 16), ("rand", a.blob, 16), ("rand", a.blob, 64)]
     for mode, bs, th in plan:
         bs = bs // 4096 * 4096
         out = subprocess.run([disk, a.file, mode, str(bs), str(th), str(a.seconds)], check=True,
@@ -164,8 +164,8 @@ def cmd_disk(a):
     seq = max(r["MBps"] for r in res["runs"] if r["mode"] == "seq")
     res["seq_MBps"] = seq
     res["rand16k_MBps"] = max(r["MBps"] for r in res["runs"] if r["mode"] == "rand" and r["block"] == 16384)
-    res["rand_blob_MBps"] = [r for r in res["runs"] if r["block"] == a.blob // 4096 * 4096][-1]["MBps"]
-    res["disk_Bps"] = max(seq, res["rand_blob_MBps"]) * 1e6
+    res["rand_blob_MBps"] = max(r["MBps"] for r in res["runs"] if r["block"] == a.blob // 4096 * 4096)
+    res["disk_Bps"] = max(r["MBps"] for r in res["runs"]) * 1e6
     with open(a.out, "w") as f:
         json.dump(res, f, indent=1)
 
@@ -306,6 +306,8 @@ def fm_argv(a, bundle, threads, stats, limited, setup="stream"):
          "--ctx", str(a.ctx), "--seed", "1", "--stats", stats]
     if setup in ("direct", "cached"):  # fm:direct / fm:cached force the I/O mode
         v += ["--io", setup]
+    elif setup.startswith("budget="):  # fm:budget=20G: that --ram-budget, --io cached
+        v += ["--ram-budget", setup.split("=", 1)[1], "--io", "cached"]
     elif limited and a.fm_io:
         v += ["--io", a.fm_io]
     if not limited and a.fm_ram_budget:

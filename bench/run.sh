@@ -124,10 +124,12 @@ if has big; then
   rm -f "$RES/runs-48L.jsonl"
   for l in $LIMITS; do
     if [ "$l" = 0 ]; then
-      matrix 48L "$B.gguf" "$B.fmb" "$RES/runs-48L.jsonl" 0 "1 2" "fm:stream llama:default llama:lazy" 1 \
+      matrix 48L "$B.gguf" "$B.fmb" "$RES/runs-48L.jsonl" 0 "1 2" "fm:stream fm:direct llama:default llama:lazy" 1 \
         --llama-lazy-unlimited
     else
       matrix 48L "$B.gguf" "$B.fmb" "$RES/runs-48L.jsonl" "$l" 2 "fm:stream llama:lazy" 1
+      # fm with 1 thread too (on 2 cores its I/O threads compete with 2 compute threads)
+      matrix 48L "$B.gguf" "$B.fmb" "$RES/runs-48L.jsonl" "$l" 1 "fm:stream" 1 --all-threads-limited
     fi
   done
 fi
