@@ -104,11 +104,15 @@ def main():
         pth = os.path.join(rd, fn)
         if os.path.exists(pth):
             stamps.append("%s %s" % (what, time.strftime("%H:%M", time.gmtime(os.path.getmtime(pth)))))
-    w("Results files finished at (UTC, same day): %s. bench/run.sh was run more than once (stages can be "
-      "re-run alone with FM_BENCH_STAGES); each file is one stage's complete output from one invocation.\n" %
+    w("Results files finished at (UTC, same day): %s. Stages can be re-run alone with FM_BENCH_STAGES.\n" %
       ", ".join(stamps))
-    w("No GPU machine was used: every figure is from this 2-core machine (the helper that ran the bench had no "
-      "access to the lent device).\n")
+    notes = os.path.join(rd, "NOTES.md")  # what was re-run when, written by whoever re-ran part of the bench
+    if os.path.exists(notes):
+        with open(notes) as f:
+            w(f.read().strip() + "\n")
+    w("No GPU machine was used: every figure is from this 2-core machine. The lent GPU machine (16 cores) "
+      "was not used for an in-RAM comparison: it reaches no network, and the 3.5-18.6 GB models and a llama.cpp "
+      "build are beyond what can be carried to it (64 MiB).\n")
     w("The machine was shared with other jobs (builds, tests, other benchmarks that also drop the page cache); "
       "each run records the 1-minute load average before it started (`load` column). Figures taken at a high "
       "load are lower than the machine can do, for both programs alike.\n")
