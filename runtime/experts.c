@@ -55,6 +55,14 @@ fm_err fm_expert_catalog_new(const char *path, uint32_t n_layer, uint32_t n_expe
     return FM_OK;
 }
 
+uint64_t fm_expert_catalog_n_present(const fm_expert_catalog *c)
+{
+    uint64_t n = 0;
+    for (uint32_t il = 0; il < c->n_layer; il++)
+        if (c->layers[il].present) n += c->layers[il].n_expert;
+    return n;
+}
+
 static fm_err catalog_alloc(const char *path, const json_t *hp, fm_expert_catalog **out, fm_error *e)
 {
     uint32_t n_layer, n_expert = 0;

@@ -106,6 +106,8 @@ fm_err fm_expert_catalog_from_gguf(const fm_gguf *g, const json_t *hp, fm_expert
 fm_err fm_expert_catalog_from_bundle(const fm_bundle *b, const json_t *hp, fm_expert_catalog **out,
                                      fm_error *e);
 void fm_expert_catalog_free(fm_expert_catalog *c);
+/* Experts over every present layer (0 when none). */
+uint64_t fm_expert_catalog_n_present(const fm_expert_catalog *c);
 /* An empty catalog (no layer present; fd -1) for a caller to fill. */
 fm_err fm_expert_catalog_new(const char *path, uint32_t n_layer, uint32_t n_expert, fm_expert_catalog **out,
                              fm_error *e);

@@ -16,6 +16,19 @@ static inline int32_t hsum_i32x8(__m256i v)
     return _mm_cvtsi128_si32(s);
 }
 
+/* Q4_K's 12 packed bytes -> u[0..1] = the 8 6-bit scales, u[2..3] = the 8
+ * mins, one per byte (as ggml unpacks them). */
+static inline void q4k_unpack(const uint8_t *scales, uint32_t u[4])
+{
+    const uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
+    memcpy(u, scales, 12);
+    u[3] = ((u[2] >> 4) & kmask2) | (((u[1] >> 6) & kmask3) << 4);
+    const uint32_t uaux = u[1] & kmask1;
+    u[1] = (u[2] & kmask2) | (((u[0] >> 6) & kmask3) << 4);
+    u[2] = uaux;
+    u[0] &= kmask1;
+}
+
 #ifndef PF_AHEAD
 #define PF_AHEAD 3072
 #endif
@@ -24,7 +37,6 @@ static inline int32_t hsum_i32x8(__m256i v)
  * horizontal add per block, the mins' sum by one madd. */
 static float gemv_q4_K(size_t nb, const fm_block_q4_K *x, const fm_block_q8_K *y)
 {
-    const uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     /* pshufb masks: int16 scale k (bytes 2k, 2k+1 of the 8 int16 scales) in every lane */
     __m256i ks[8];
@@ -39,12 +51,7 @@ static float gemv_q4_K(size_t nb, const fm_block_q4_K *x, const fm_block_q8_K *y
         _mm_prefetch(pf + 64, _MM_HINT_T0);
         _mm_prefetch(pf + 128, _MM_HINT_T0);
         uint32_t u[4];
-        memcpy(u, x[b].scales, 12);
-        u[3] = ((u[2] >> 4) & kmask2) | (((u[1] >> 6) & kmask3) << 4);
-        const uint32_t uaux = u[1] & kmask1;
-        u[1] = (u[2] & kmask2) | (((u[0] >> 6) & kmask3) << 4);
-        u[2] = uaux;
-        u[0] &= kmask1;
+        q4k_unpack(x[b].scales, u);
         /* u[0..1]: the 8 scales, u[2..3]: the 8 mins (bytes), as int16 */
         const __m128i sc16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)((uint64_t)u[0] | ((uint64_t)u[1] << 32))));
         const __m128i mn16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)((uint64_t)u[2] | ((uint64_t)u[3] << 32))));
@@ -81,17 +88,11 @@ float fm_repack_dot_q4_K_avx2(size_t nb, const void *vw, const void *vy, int gem
     const fm_block_q4_K *x = vw;
     const fm_block_q8_K *y = vy;
     if (!gemm) return gemv_q4_K(nb, x, y);
-    const uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     float acc = 0.0f, accm = 0.0f;
     for (size_t b = 0; b < nb; b++) {
         uint32_t u[4];
-        memcpy(u, x[b].scales, 12);
-        u[3] = ((u[2] >> 4) & kmask2) | (((u[1] >> 6) & kmask3) << 4);
-        const uint32_t uaux = u[1] & kmask1;
-        u[1] = (u[2] & kmask2) | (((u[0] >> 6) & kmask3) << 4);
-        u[2] = uaux;
-        u[0] &= kmask1;
+        q4k_unpack(x[b].scales, u);
         uint8_t sc[8], mn[8];
         memcpy(sc, u, 8);
         memcpy(mn, u + 2, 8);
@@ -162,14 +163,8 @@ float fm_tiled_dot_avx2(uint32_t qtype, size_t nb, const void *vw, const void *v
             res = (float)isum * fm_f16_to_f32(x->d);
         } else {
             const fm_block_q4_K *x = (const fm_block_q4_K *)vw + b;
-            const uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
             uint32_t u[4];
-            memcpy(u, x->scales, 12);
-            u[3] = ((u[2] >> 4) & kmask2) | (((u[1] >> 6) & kmask3) << 4);
-            const uint32_t uaux = u[1] & kmask1;
-            u[1] = (u[2] & kmask2) | (((u[0] >> 6) & kmask3) << 4);
-            u[2] = uaux;
-            u[0] &= kmask1;
+            q4k_unpack(x->scales, u);
             uint8_t sc[8], mn[8];
             memcpy(sc, u, 8);
             memcpy(mn, u + 2, 8);

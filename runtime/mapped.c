@@ -221,9 +221,7 @@ fm_err fm_experts_open_mapped(const fm_expert_catalog *c, const fm_experts_mappe
     fm_err r;
 
     s->n_keys = (uint64_t)c->n_layer * c->n_expert;
-    uint64_t total_experts = 0;
-    for (uint32_t il = 0; il < c->n_layer; il++)
-        if (c->layers[il].present) total_experts += c->layers[il].n_expert;
+    const uint64_t total_experts = fm_expert_catalog_n_present(c);
     if (c->n_expert == 0 || total_experts == 0 || s->n_keys > (1u << 28)) {
         r = fm_error_set(e, FM_E_ARG, "%s: no experts to map (%u layers x %u experts)", c->path, c->n_layer,
                          c->n_expert);

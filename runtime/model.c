@@ -302,7 +302,7 @@ static uint64_t src_file_offset(const src_tensor *s)
 
 /* The layer catalog: the matrices of each streamed layer, one piece each,
  * as expert 0 of that layer. */
-static fm_err build_layer_catalog(fm_model *m, const dense_plan *p, bool verify, fm_error *e)
+static fm_err build_layer_catalog(fm_model *m, const dense_plan *p, fm_error *e)
 {
     const fm_config *c = &m->config;
     fm_expert_catalog *cat;
@@ -352,7 +352,6 @@ static fm_err build_layer_catalog(fm_model *m, const dense_plan *p, bool verify,
         W->stream_off[k] = (uint16_t)((char *)x->dst - (char *)W);
         W->n_stream = L->n_mats;
     }
-    (void)verify;
     return FM_OK;
 }
 
@@ -405,7 +404,7 @@ fm_err fm_model_load_dense(fm_model *m, uint32_t n_resident_layers, fm_error *e)
         x->dst->data = dst;
     }
     if (!r && (r = check_types(m, e)) == FM_OK && m->n_resident_layers < c->n_layer) {
-        if ((r = build_layer_catalog(m, p, m->verify, e))) return r;
+        if ((r = build_layer_catalog(m, p, e))) return r;
         fm_experts_simple_opts so = {m->layer_catalog->max_blob_size, 1, m->verify};
         r = fm_experts_open_simple(m->layer_catalog, &so, &m->layers, e);
     }
