@@ -232,7 +232,9 @@ fm_err fm_matmul_repack(fm_pool *pool, uint32_t qtype, const void *W, size_t row
 
     rp_job j;
     memset(&j, 0, sizeof j);
-    j.dot = fm_kernel_simd() ? fm_repack_dot_q4_K_avx2 : fm_repack_dot_q4_K_ref;
+    j.dot = fm_kernel_simd_level() >= 2 ? fm_repack_dot_q4_K_avx512
+            : fm_kernel_simd()          ? fm_repack_dot_q4_K_avx2
+                                        : fm_repack_dot_q4_K_ref;
     j.tdot = fm_kernel_simd() ? fm_tiled_dot_avx2 : fm_tiled_dot_ref;
     j.tiled = rp ? 0 : qtype;
     j.W = W;

@@ -53,5 +53,8 @@ fm_err fm_matmul_repack(fm_pool *pool, uint32_t qtype, const void *W, size_t row
  * (fmaf), _avx2 the SIMD twin (same bits). */
 float fm_repack_dot_q4_K_ref(size_t nb, const void *w, const void *xq, int gemm);
 float fm_repack_dot_q4_K_avx2(size_t nb, const void *w, const void *xq, int gemm);
+/* AVX-512BW twin (same bits; the gemv order with 512-bit vectors, gemm as
+ * _avx2): only where fm_kernel_simd_level() >= 2. */
+float fm_repack_dot_q4_K_avx512(size_t nb, const void *w, const void *xq, int gemm);
 
 #endif

@@ -13,7 +13,8 @@
  *     reproduced in llama.cpp's order, so no tolerance.
  * R2  the same with 1 and 3 threads and with the scalar twins (SIMD off):
  *     the result does not depend on the thread split or SIMD level.
- * R3  fm_repack_dot_q4_K_ref and _avx2 equal the fixture per output.
+ * R3  fm_repack_dot_q4_K_ref, _avx2 and (where the CPU has it) _avx512 equal the
+ *     fixture per output.
  * R4  the test can fail: llama.cpp's vec_dot order (fixture V) differs from
  *     the repacked order in many outputs, and with the emulation switched off
  *     (fm_kernel_set_repack(false)) fm_matmul gives V bit for bit.
@@ -105,6 +106,7 @@ int main(void)
     uint32_t ncases = 0;
     CHECK(rd(f, &ncases, 4) && ncases > 0 && ncases < 100);
     size_t vdiff_total = 0;
+    size_t n512 = 0; /* outputs checked through the AVX-512 twin */
     for (uint32_t c = 0; c < ncases; c++) {
         uint32_t h[4];
         if (!rd(f, h, sizeof h)) {
@@ -141,7 +143,7 @@ int main(void)
         }
         /* R3 */
         for (uint32_t a = 0; a < n; a++) fm_quantize_q8_K(X + (size_t)a * cols, xq + (size_t)a * nb, cols);
-        size_t dr = 0, da = 0;
+        size_t dr = 0, da = 0, dz = 0;
         for (uint32_t a = 0; a < n; a++)
             for (uint32_t r = 0; r < rows; r++) {
                 const int gemm = a < n - n % 4;
@@ -152,8 +154,14 @@ int main(void)
                     float ya = fm_repack_dot_q4_K_avx2(nb, wr, xq + (size_t)a * nb, gemm);
                     da += memcmp(&ya, &Y[(size_t)a * rows + r], 4) != 0;
                 }
+                if (fm_kernel_simd_level() >= 2) {
+                    float yz = fm_repack_dot_q4_K_avx512(nb, wr, xq + (size_t)a * nb, gemm);
+                    dz += memcmp(&yz, &Y[(size_t)a * rows + r], 4) != 0;
+                    n512++;
+                }
             }
-        CHECKF(dr == 0 && da == 0, "R3 case %u: ref %zu, avx2 %zu outputs differ", c, dr, da);
+        CHECKF(dr == 0 && da == 0 && dz == 0, "R3 case %u: ref %zu, avx2 %zu, avx512 %zu outputs differ", c, dr, da,
+               dz);
         /* R4 */
         vdiff_total += ndiff(V, Y, (size_t)n * rows);
         bool prev = fm_kernel_set_repack(false);
@@ -170,6 +178,8 @@ int main(void)
         free(xq);
     }
     CHECKF(vdiff_total > 0, "R4: the fixture's repacked and vec_dot results never differ");
+    if (fm_kernel_simd_level() >= 2) CHECKF(n512 > 0, "R3: the AVX-512 twin was never run");
+    printf("R3: %zu outputs also through the AVX-512 twin\n", n512);
     printf("repacked vs vec_dot order: %zu outputs differ\n", vdiff_total);
     /* not repacked: rows % 8 != 0, other types */
     CHECK(!fm_repack_applies(FM_Q_Q4_K, 12, 256));
