@@ -33,6 +33,39 @@ static inline void q4k_unpack(const uint8_t *scales, uint32_t u[4])
 #define PF_AHEAD 3072
 #endif
 
+/* Per block of the gemv order: prefetch ahead (rows are contiguous, so this
+ * runs into the next rows, as the tile kernels in kernels_avx2.c do; a
+ * prefetch never faults) and the 8 scales / 8 mins as int16. */
+static inline __attribute__((always_inline)) void gemv_block_head(const fm_block_q4_K *x, __m128i *sc16,
+                                                                  __m128i *mn16)
+{
+    const char *pf = (const char *)x + PF_AHEAD;
+    _mm_prefetch(pf, _MM_HINT_T0);
+    _mm_prefetch(pf + 64, _MM_HINT_T0);
+    _mm_prefetch(pf + 128, _MM_HINT_T0);
+    uint32_t u[4];
+    q4k_unpack(x->scales, u); /* u[0..1]: the 8 scales, u[2..3]: the 8 mins (bytes) */
+    *sc16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)((uint64_t)u[0] | ((uint64_t)u[1] << 32))));
+    *mn16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)((uint64_t)u[2] | ((uint64_t)u[3] << 32))));
+}
+
+/* ... and its float steps, given the block's exact integer sum: the mins'
+ * sum (bsums pairs x mins), then the two fmaf of fm_repack_dot_q4_K_ref. */
+static inline __attribute__((always_inline)) void gemv_block_tail(const fm_block_q4_K *x, const fm_block_q8_K *y,
+                                                                  __m128i mn16, int32_t isum, float *acc,
+                                                                  float *accm)
+{
+    /* bsums: 16 int16, pairs summed -> 8 sums matching the 8 mins */
+    const __m256i bs = _mm256_loadu_si256((const __m256i *)y->bsums);
+    const __m128i bsp = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+    __m128i mins = _mm_madd_epi16(mn16, bsp);
+    mins = _mm_add_epi32(mins, _mm_shuffle_epi32(mins, 0x4e));
+    mins = _mm_add_epi32(mins, _mm_shuffle_epi32(mins, 0xb1));
+    const int32_t imin = _mm_cvtsi128_si32(mins);
+    *acc = fmaf((float)isum, _cvtsh_ss(x->d) * y->d, *acc);
+    *accm = fmaf((float)imin, _cvtsh_ss(x->dmin) * y->d, *accm);
+}
+
 /* The gemv order needs only each super-block's whole integer sums: one
  * horizontal add per block, the mins' sum by one madd. */
 static float gemv_q4_K(size_t nb, const fm_block_q4_K *x, const fm_block_q8_K *y)
@@ -43,18 +76,8 @@ static float gemv_q4_K(size_t nb, const fm_block_q4_K *x, const fm_block_q8_K *y
     for (int k = 0; k < 8; k++) ks[k] = _mm256_set1_epi16((short)((2 * k) | ((2 * k + 1) << 8)));
     float acc = 0.0f, accm = 0.0f;
     for (size_t b = 0; b < nb; b++) {
-        /* software prefetch PF_AHEAD bytes ahead (as the tile kernels in
-         * kernels_avx2.c do): rows are contiguous, so this runs into the
-         * next rows; a prefetch never faults */
-        const char *pf = (const char *)(x + b) + PF_AHEAD;
-        _mm_prefetch(pf, _MM_HINT_T0);
-        _mm_prefetch(pf + 64, _MM_HINT_T0);
-        _mm_prefetch(pf + 128, _MM_HINT_T0);
-        uint32_t u[4];
-        q4k_unpack(x[b].scales, u);
-        /* u[0..1]: the 8 scales, u[2..3]: the 8 mins (bytes), as int16 */
-        const __m128i sc16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)((uint64_t)u[0] | ((uint64_t)u[1] << 32))));
-        const __m128i mn16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)((uint64_t)u[2] | ((uint64_t)u[3] << 32))));
+        __m128i sc16, mn16;
+        gemv_block_head(x + b, &sc16, &mn16);
         const __m256i scv = _mm256_broadcastsi128_si256(sc16);
         __m256i iacc = _mm256_setzero_si256();
         for (int sb = 0; sb < 4; sb++) {
@@ -68,17 +91,7 @@ static float gemv_q4_K(size_t nb, const fm_block_q4_K *x, const fm_block_q8_K *y
             iacc = _mm256_add_epi32(iacc,
                                     _mm256_madd_epi16(_mm256_maddubs_epi16(hi, a1), _mm256_shuffle_epi8(scv, ks[2 * sb + 1])));
         }
-        /* bsums: 16 int16, pairs summed -> 8 sums matching the 8 mins */
-        const __m256i bs = _mm256_loadu_si256((const __m256i *)y[b].bsums);
-        const __m128i bsp = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
-        __m128i mins = _mm_madd_epi16(mn16, bsp);
-        mins = _mm_add_epi32(mins, _mm_shuffle_epi32(mins, 0x4e));
-        mins = _mm_add_epi32(mins, _mm_shuffle_epi32(mins, 0xb1));
-        const int32_t isum = hsum_i32x8(iacc), imin = _mm_cvtsi128_si32(mins);
-        const float ds = _cvtsh_ss(x[b].d) * y[b].d;
-        const float dm = _cvtsh_ss(x[b].dmin) * y[b].d;
-        acc = fmaf((float)isum, ds, acc);
-        accm = fmaf((float)imin, dm, accm);
+        gemv_block_tail(x + b, y + b, mn16, hsum_i32x8(iacc), &acc, &accm);
     }
     return acc - accm;
 }
@@ -98,14 +111,8 @@ gemv_q4_K_512(size_t nb, const fm_block_q4_K *x, const fm_block_q8_K *y)
     }
     float acc = 0.0f, accm = 0.0f;
     for (size_t b = 0; b < nb; b++) {
-        const char *pf = (const char *)(x + b) + PF_AHEAD;
-        _mm_prefetch(pf, _MM_HINT_T0);
-        _mm_prefetch(pf + 64, _MM_HINT_T0);
-        _mm_prefetch(pf + 128, _MM_HINT_T0);
-        uint32_t u[4];
-        q4k_unpack(x[b].scales, u);
-        const __m128i sc16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)((uint64_t)u[0] | ((uint64_t)u[1] << 32))));
-        const __m128i mn16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)((uint64_t)u[2] | ((uint64_t)u[3] << 32))));
+        __m128i sc16, mn16;
+        gemv_block_head(x + b, &sc16, &mn16);
         const __m512i msc = _mm512_castsi128_si512(sc16);
         __m512i sum = _mm512_setzero_si512();
         for (int p = 0; p < 2; p++) {
@@ -120,16 +127,7 @@ gemv_q4_K_512(size_t nb, const fm_block_q4_K *x, const fm_block_q8_K *y)
                                                  _mm512_maddubs_epi16(qh, _mm512_shuffle_i64x2(L, M, 0xEE)));
             sum = _mm512_add_epi32(sum, _mm512_add_epi32(pl, ph));
         }
-        const __m256i bs = _mm256_loadu_si256((const __m256i *)y[b].bsums);
-        const __m128i bsp = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
-        __m128i mins = _mm_madd_epi16(mn16, bsp);
-        mins = _mm_add_epi32(mins, _mm_shuffle_epi32(mins, 0x4e));
-        mins = _mm_add_epi32(mins, _mm_shuffle_epi32(mins, 0xb1));
-        const int32_t isum = _mm512_reduce_add_epi32(sum), imin = _mm_cvtsi128_si32(mins);
-        const float ds = _cvtsh_ss(x[b].d) * y[b].d;
-        const float dm = _cvtsh_ss(x[b].dmin) * y[b].d;
-        acc = fmaf((float)isum, ds, acc);
-        accm = fmaf((float)imin, dm, accm);
+        gemv_block_tail(x + b, y + b, mn16, _mm512_reduce_add_epi32(sum), &acc, &accm);
     }
     return acc - accm;
 }
