@@ -378,6 +378,16 @@ static uint64_t layer_slot_bytes(const fm_model *m)
     return m->layer_bytes_max + (uint64_t)FM_EXPERT_MAX_MATS * 2 * FM_STREAM_DIO_ALIGN;
 }
 
+/* Stream-source options both fm-run's sources share (experts, layers). */
+static void stream_opts_common(const opts *o, fm_experts_stream_opts *so)
+{
+    fm_experts_stream_opts_init(so);
+    so->n_threads = (uint32_t)o->io_threads;
+    so->n_pinned_max = 1;
+    so->io = o->io_direct ? FM_STREAM_IO_DIRECT : FM_STREAM_IO_CACHED;
+    so->verify = o->verify || o->verify_experts;
+}
+
 /* The memory plan. --ram-budget B is the whole process: the KV cache, 64
  * MiB of scratch, the always-resident dense tensors (embeddings, output,
  * norms), then the layers' weight matrices, then the expert cache. Without
@@ -405,9 +415,8 @@ static int plan_memory(const opts *o, fm_model *m, uint64_t *expert_budget, bool
     uint64_t expert_min = moe ? m->catalog->max_blob_size * 3 : 0, expert_want = expert_min;
     if (moe && B / 4 > expert_want) expert_want = B / 4;
     uint32_t R = c->n_layer;
-    uint64_t layer_mem = m->layer_bytes_total, resident = m->layer_bytes_total;
+    const uint64_t slab = LAYER_SLOTS * layer_slot_bytes(m);
     if (fixed + m->layer_bytes_total + expert_want > B) { /* the layers do not all fit: stream some */
-        uint64_t slab = LAYER_SLOTS * layer_slot_bytes(m);
         if (fixed + slab + expert_min > B)
             return fail(EXIT_USAGE,
                         "--ram-budget %llu B is below the minimum %llu B (KV cache, scratch, resident tensors, %d "
@@ -416,16 +425,11 @@ static int plan_memory(const opts *o, fm_model *m, uint64_t *expert_budget, bool
                         moe ? ", 3 experts" : "");
         uint64_t room = B - fixed - slab - (fixed + slab + expert_want <= B ? expert_want : expert_min);
         R = fm_model_resident_layers_for(m, room);
-        resident = 0;
-        for (uint32_t i = 0; i < R; i++) resident += m->layer_bytes[i];
-        layer_mem = resident + slab;
     }
-    if (o->resident_layers && o->resident_layers - 1 < R) { /* asked for fewer */
-        R = (uint32_t)(o->resident_layers - 1);
-        resident = 0;
-        for (uint32_t i = 0; i < R; i++) resident += m->layer_bytes[i];
-        layer_mem = resident + LAYER_SLOTS * layer_slot_bytes(m);
-    }
+    if (o->resident_layers && o->resident_layers - 1 < R) R = (uint32_t)(o->resident_layers - 1); /* asked for fewer */
+    uint64_t resident = 0;
+    for (uint32_t i = 0; i < R; i++) resident += m->layer_bytes[i];
+    const uint64_t layer_mem = R < c->n_layer ? resident + slab : resident;
     fm_error e = {0};
     if (fm_model_load_dense(m, R, &e)) return fail(EXIT_FAIL, "%s", e.msg);
     *expert_budget = B > fixed + layer_mem ? B - fixed - layer_mem : 1; /* 1 -> the minimum: 2 slots */
@@ -438,13 +442,9 @@ static int plan_memory(const opts *o, fm_model *m, uint64_t *expert_budget, bool
     }
     if (!m->layers) return 0;
     fm_experts_stream_opts so;
-    fm_experts_stream_opts_init(&so);
-    so.budget_bytes = LAYER_SLOTS * layer_slot_bytes(m);
-    so.n_threads = (uint32_t)o->io_threads;
-    so.n_pinned_max = 1;
-    so.io = o->io_direct ? FM_STREAM_IO_DIRECT : FM_STREAM_IO_CACHED;
+    stream_opts_common(o, &so);
+    so.budget_bytes = slab;
     so.evict = FM_STREAM_EVICT_LRU;
-    so.verify = o->verify || o->verify_experts;
     so.chunk_bytes = 1u << 20; /* a layer's matrices are large: many reads in flight */
     fm_experts *x = NULL;
     if (fm_experts_open_stream(m->layer_catalog, &so, &x, &e)) return fail(EXIT_FAIL, "%s", e.msg);
@@ -481,13 +481,9 @@ static int use_experts(const opts *o, fm_model *m, uint64_t budget, bool limited
         return 0;
     }
     fm_experts_stream_opts so;
-    fm_experts_stream_opts_init(&so);
+    stream_opts_common(o, &so);
     so.budget_bytes = budget;
-    so.n_threads = (uint32_t)o->io_threads;
     so.n_expert_used_hint = c->n_expert_used;
-    so.n_pinned_max = 1;
-    so.io = o->io_direct ? FM_STREAM_IO_DIRECT : FM_STREAM_IO_CACHED;
-    so.verify = o->verify || o->verify_experts;
     const char *ev = getenv("FM_EVICT"); /* measurement knob: lru | lfru */
     if (ev && !strcmp(ev, "lru")) so.evict = FM_STREAM_EVICT_LRU;
     so.fadvise = getenv("FM_FADVISE") && !strcmp(getenv("FM_FADVISE"), "1"); /* cached: drop pages read */
