@@ -320,7 +320,14 @@ def llama_argv(a, gguf, threads, stats, lazy):
          str(a.n), "-t", str(threads), "--ctx", str(a.ctx), "--stats", stats]
     if lazy:
         v.append("--lazy")
+    elif cpu_has_amx() and os.environ.get("FM_BENCH_LLAMA_AMX") != "1":
+        v.append("--no-amx")  # llama.cpp's AMX kernel crashes on this model (bench/README.md)
     return v
+
+
+def cpu_has_amx():
+    with open("/proc/cpuinfo") as f:
+        return " amx_tile" in f.read()
 
 
 def one(a, prog, setup, limit, threads, cache, group, n_done):

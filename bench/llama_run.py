@@ -2,7 +2,7 @@
 """llama.cpp side of bench/run.sh: load a GGUF, run a prompt, decode N tokens.
 
     llama_run.py MODEL --prompt TEXT -n N -t THREADS --ctx C --stats OUT.json
-                 [--lazy] [--seed S]
+                 [--lazy] [--no-amx] [--seed S]
 
 Uses llama.cpp's C API through llama-cpp-python 0.3.36 (no Python in the
 token loop beyond one llama_decode and one native sampler call per token):
@@ -12,6 +12,11 @@ token loop beyond one llama_decode and one native sampler call per token):
   - --lazy: the streaming set-up for a model bigger than memory
     (lazy_mode = LLAMA_LAZY_MODE_ON, use_extra_bufts = False: expert rows read
     on demand through the mmap), as /work/shared/oracles.md describes;
+  - --no-amx: the default set-up without llama.cpp's AMX buffer type (a
+    seccomp filter makes arch_prctl(ARCH_REQ_XCOMP_PERM) fail, so
+    ggml_amx_init() declines and the CPU repack buffer takes the weights).
+    bench.py passes it on CPUs with AMX: llama-cpp-python 0.3.36 built with
+    GGML_NATIVE crashes in ggml_backend_amx_mul_mat on this model (SIGSEGV);
   - n_threads = n_threads_batch = THREADS; the prompt is one batch;
   - sampling: llama.cpp's native chain with fm-run's defaults (top-k 40,
     top-p 0.95, min-p 0.05, temperature 0.8, seeded dist), so both programs
@@ -29,8 +34,33 @@ import os
 import sys
 import time
 
-import llama_cpp
-import llama_cpp.llama_cpp as ll
+
+def deny_amx():
+    """Install a seccomp filter: arch_prctl(ARCH_REQ_XCOMP_PERM, ...) -> EPERM,
+    every other system call allowed. Must run before llama.cpp loads."""
+    import struct
+    libc = ctypes.CDLL(None, use_errno=True)
+    ld, jeq, ret = 0x20, 0x15, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ|K, BPF_RET|K
+    allow, eperm = 0x7FFF0000, 0x00050000 | 1
+    prog = [(ld, 0, 0, 4), (jeq, 0, 5, 0xC000003E),  # arch == x86_64
+            (ld, 0, 0, 0), (jeq, 0, 3, 158),  # nr == arch_prctl
+            (ld, 0, 0, 16), (jeq, 0, 1, 0x1023),  # args[0] == ARCH_REQ_XCOMP_PERM
+            (ret, 0, 0, eperm), (ret, 0, 0, allow)]
+    buf = ctypes.create_string_buffer(b"".join(struct.pack("<HBBI", *i) for i in prog))
+
+    class Fprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    fp = Fprog(len(prog), ctypes.cast(buf, ctypes.c_void_p))
+    if libc.prctl(38, 1, 0, 0, 0) != 0 or libc.prctl(22, 2, ctypes.byref(fp), 0, 0) != 0:
+        sys.exit("llama_run: seccomp: " + os.strerror(ctypes.get_errno()))
+
+
+if "--no-amx" in sys.argv:
+    deny_amx()
+
+import llama_cpp  # noqa: E402 (after the seccomp filter)
+import llama_cpp.llama_cpp as ll  # noqa: E402
 
 
 def write_stats(path, d):
@@ -49,6 +79,7 @@ def main():
     ap.add_argument("--ctx", type=int, default=512)
     ap.add_argument("--stats", required=True)
     ap.add_argument("--lazy", action="store_true")
+    ap.add_argument("--no-amx", action="store_true")
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args()
 
@@ -57,7 +88,7 @@ def main():
     ll.llama_log_set(_log_cb, ctypes.c_void_p(0))
     ll.llama_backend_init()
     st = {"program": "llama.cpp", "llama_cpp_python": llama_cpp.__version__, "model": a.model,
-          "threads": a.t, "setup": "lazy" if a.lazy else "default", "decode_tokens": 0,
+          "threads": a.t, "setup": "lazy" if a.lazy else "default", "decode_tokens": 0, "amx_denied": a.no_amx,
           "decode_seconds": 0.0, "complete": False}
     t0 = time.monotonic()
     mp = ll.llama_model_default_params()
