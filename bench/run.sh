@@ -43,6 +43,10 @@ say() { echo "== $(date +%H:%M:%S) $*"; }
 [ "$(id -u)" = 0 ] || { echo "bench/run.sh: needs root (drop_caches, cgroups)"; exit 1; }
 [ -d /sys/fs/cgroup/memory ] || { echo "bench/run.sh: no cgroup v1 memory controller"; exit 1; }
 mkdir -p "$CACHE" "$RES/logs" bench/results
+if has report && ! command -v gnuplot > /dev/null; then
+  say "installing gnuplot-nox (the report stage draws the plot with it)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q gnuplot-nox > /dev/null
+fi
 
 say "building fm tools and bench/disk in $BUILD"
 make -s BUILD="$BUILD" "$BUILD/fm-run" "$BUILD/fm-convert" "$BUILD/fm-verify"
